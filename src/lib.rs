@@ -1,0 +1,187 @@
+//! taskstream: streams live AI-agent events from PostgreSQL as Server-Sent Events.
+//!
+//! # Layout
+//! - [`config`]: every tunable, its default and why.
+//! - [`server`]: the accept loop; [`routes`]: the one `match` over method and path;
+//!   [`request`] reads task ids and cursors; [`response`] builds responses.
+//! - [`stream`]: one client's stream task (replay, then live frames, then `complete`).
+//! - [`hub`]: the shared tail of each watched task and the safety-net poll; [`tail`]: what one
+//!   tail does; [`listener`]: the LISTEN connection that feeds them.
+//! - [`db`]: every SQL query and the connection pool; the schema is `schema.sql`.
+//! - [`sse`]: the wire format; [`event`]: how a stored row becomes an event; [`cursor`]: the
+//!   resume position carried in each event's id.
+//! - [`metrics`]: counters, also served at `/metrics`; [`shutdown`]: the shutdown signal.
+//! - [`embedded_pg`]: a private PostgreSQL cluster for `cargo run`, tests and the benchmark;
+//!   [`demo`]: the demo agent that writes events into it.
+
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod app;
+pub mod config;
+pub mod cursor;
+pub mod db;
+pub mod demo;
+pub mod embedded_pg;
+pub mod event;
+pub mod hub;
+pub mod listener;
+pub mod metrics;
+pub mod request;
+pub mod response;
+pub mod routes;
+pub mod server;
+pub mod shutdown;
+pub mod sse;
+pub mod stream;
+pub mod tail;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use crate::config::Config;
+use crate::db::Db;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::shutdown::ShutdownTrigger;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The database URL does not parse.
+    DatabaseUrl(tokio_postgres::Error),
+    /// PostgreSQL could not be reached, or refused the schema.
+    Database(tokio_postgres::Error),
+    /// The listen address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::DatabaseUrl(e) => write!(f, "invalid database URL: {e}"),
+            StartError::Database(e) => write!(f, "cannot use PostgreSQL: {e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::DatabaseUrl(e) | StartError::Database(e) => Some(e),
+            StartError::Bind(_, e) => Some(e),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Handle {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    hub: Hub,
+    trigger: ShutdownTrigger,
+    serving: JoinHandle<()>,
+}
+
+impl Handle {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The number of live tails (watched tasks).
+    pub fn tail_count(&self) -> usize {
+        self.hub.tail_count()
+    }
+
+    /// Starts a graceful shutdown: stop accepting, end every stream, drain connections.
+    pub fn shutdown(&self) {
+        self.trigger.trigger();
+    }
+
+    /// Waits until the server has stopped (after [`Handle::shutdown`]).
+    pub async fn stopped(self) {
+        let _ = self.serving.await;
+    }
+}
+
+/// Starts a server: applies the schema, opens the pool and the LISTEN connection, binds
+/// `listen` and serves until [`Handle::shutdown`].
+pub async fn start(
+    config: Config,
+    database_url: &str,
+    listen: SocketAddr,
+) -> Result<Handle, StartError> {
+    let pg_config = db::pg_config(database_url).map_err(StartError::DatabaseUrl)?;
+    db::apply_schema(database_url)
+        .await
+        .map_err(StartError::Database)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let db = Db::new(
+        pg_config.clone(),
+        config.pool_size,
+        config.statement_timeout,
+        metrics.clone(),
+    );
+    let hub = Hub::new(db.clone(), config.replay_batch, metrics.clone());
+    let (trigger, shutdown) = shutdown::channel();
+
+    if config.notify {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(listener::run(
+            pg_config,
+            hub.clone(),
+            metrics.clone(),
+            ready_tx,
+            shutdown.clone(),
+        ));
+        // LISTEN is in place before any state is read.
+        if let Ok(Err(error)) = ready_rx.await {
+            trigger.trigger();
+            return Err(StartError::Database(error));
+        }
+    }
+    tokio::spawn(
+        hub.clone()
+            .run_poller(config.poll_interval, shutdown.clone()),
+    );
+
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            trigger.trigger();
+            return Err(StartError::Bind(listen, error));
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|error| StartError::Bind(listen, error))?;
+
+    let app = Arc::new(app::App {
+        config,
+        db,
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        shutdown,
+    });
+    let serving = tokio::spawn(server::serve(listener, app));
+    Ok(Handle {
+        addr,
+        metrics,
+        hub,
+        trigger,
+        serving,
+    })
+}

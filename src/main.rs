@@ -1,0 +1,93 @@
+//! The `taskstream` binary: reads the configuration, starts logging, starts a private
+//! PostgreSQL when no `DATABASE_URL` is given, and runs the server until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use taskstream::config::{Cli, LogFormat};
+use taskstream::embedded_pg::Cluster;
+use taskstream::{demo, shutdown};
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("taskstream: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let (database_url, cluster) = match &cli.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            eprintln!("taskstream: no DATABASE_URL, starting a private PostgreSQL with demo data");
+            match tokio::task::spawn_blocking(Cluster::start).await {
+                Ok(Ok(cluster)) => (cluster.url("postgres"), Some(cluster)),
+                Ok(Err(error)) => {
+                    eprintln!("taskstream: {error}");
+                    return ExitCode::FAILURE;
+                }
+                Err(error) => {
+                    eprintln!("taskstream: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+
+    let server = match taskstream::start(cli.config(), &database_url, cli.listen).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("taskstream: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base_url = format!("http://{}", server.local_addr());
+    eprintln!("taskstream: listening on {base_url}");
+
+    let (stop_demo, demo_shutdown) = shutdown::channel();
+    if cluster.is_some() {
+        eprintln!("taskstream: stop with Ctrl-C (the private PostgreSQL stops with it)");
+        tokio::spawn(demo::run(database_url.clone(), base_url, demo_shutdown));
+    }
+
+    wait_for_signal().await;
+    eprintln!("taskstream: shutting down");
+    stop_demo.trigger();
+    server.shutdown();
+    server.stopped().await;
+    if let Some(cluster) = cluster {
+        let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("taskstream: ignoring log filter {filter:?}: {error}");
+        tracing_subscriber::EnvFilter::new(taskstream::config::DEFAULT_LOG_FILTER)
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,202 @@
+//! The server's counters: read by tests through [`crate::Handle`] and served at `GET /metrics`
+//! in the Prometheus text format (prometheus-client: atomics underneath, and a maintained
+//! encoder of the exposition format instead of one of ours).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The kinds of database query, for counting and timing them.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum QueryKind {
+    /// One task's status and latest session.
+    Position,
+    /// The batched poll: the positions of every watched task at once.
+    Positions,
+    /// A page of a session's events.
+    Events,
+    /// The task list of the index page.
+    Tasks,
+    /// The readiness probe.
+    Ping,
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum EndReason {
+    /// The task left `InProgress` (or was deleted) and `complete` was sent.
+    Complete,
+    /// The client went away.
+    ClientGone,
+    /// The client accepted nothing for the write timeout.
+    Slow,
+    /// The server is shutting down.
+    Shutdown,
+    /// A database error cut the stream short; the client resumes by cursor.
+    Error,
+}
+
+/// Label set of [`Metrics::queries`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Which query.
+    pub kind: QueryKind,
+}
+
+/// Label set of [`Metrics::stream_ends`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndLabels {
+    /// Why the stream ended.
+    pub reason: EndReason,
+}
+
+/// Every counter of one server. Cheap to update from any task (atomics).
+#[derive(Debug)]
+pub struct Metrics {
+    /// Streams whose stream task is running.
+    pub open_streams: Gauge,
+    /// Tails in the hub (watched tasks).
+    pub live_tails: Gauge,
+    /// Event frames handed to clients' buffers (replayed and live).
+    pub events_sent: Counter,
+    /// Streams ended, by reason.
+    pub stream_ends: Family<EndLabels, Counter>,
+    /// Database queries, by kind.
+    pub queries: Family<QueryLabels, Counter>,
+    /// Database query latency, by kind.
+    pub query_seconds: Family<QueryLabels, Histogram>,
+    /// Notifications received on the LISTEN connection.
+    pub notifications: Counter,
+    /// Times the LISTEN connection was re-established after a loss.
+    pub listen_reconnects: Counter,
+    /// Time from a notification's arrival to its frame being handed to a client.
+    pub notify_to_send_seconds: Histogram,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let open_streams = Gauge::default();
+        let live_tails = Gauge::default();
+        let events_sent = Counter::default();
+        let stream_ends = Family::<EndLabels, Counter>::default();
+        let queries = Family::<QueryLabels, Counter>::default();
+        let query_seconds = Family::<QueryLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs … ~3 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let notifications = Counter::default();
+        let listen_reconnects = Counter::default();
+        // 10 µs … ~0.3 s.
+        let notify_to_send_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
+        let build_info = Family::<Vec<(String, String)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
+
+        let mut registry = Registry::with_prefix("taskstream");
+        registry.register("open_streams", "Open event streams", open_streams.clone());
+        registry.register(
+            "live_tails",
+            "Watched tasks with a live tail",
+            live_tails.clone(),
+        );
+        registry.register(
+            "events_sent",
+            "Event frames sent to clients",
+            events_sent.clone(),
+        );
+        registry.register(
+            "stream_ends",
+            "Streams ended, by reason",
+            stream_ends.clone(),
+        );
+        registry.register("db_queries", "Database queries, by kind", queries.clone());
+        registry.register(
+            "db_query_seconds",
+            "Database query latency, by kind",
+            query_seconds.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications received on the LISTEN connection",
+            notifications.clone(),
+        );
+        registry.register(
+            "listen_reconnects",
+            "LISTEN connection re-establishments",
+            listen_reconnects.clone(),
+        );
+        registry.register(
+            "notify_to_send_seconds",
+            "Time from a notification's arrival to its frame reaching a client's buffer",
+            notify_to_send_seconds.clone(),
+        );
+        registry.register("build_info", "Build information", build_info);
+
+        Metrics {
+            open_streams,
+            live_tails,
+            events_sent,
+            stream_ends,
+            queries,
+            query_seconds,
+            notifications,
+            listen_reconnects,
+            notify_to_send_seconds,
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// The number of queries of `kind` made so far.
+    pub fn query_count(&self, kind: QueryKind) -> u64 {
+        self.queries.get_or_create(&QueryLabels { kind }).get()
+    }
+
+    /// The total number of database queries made so far.
+    pub fn total_queries(&self) -> u64 {
+        [
+            QueryKind::Position,
+            QueryKind::Positions,
+            QueryKind::Events,
+            QueryKind::Tasks,
+            QueryKind::Ping,
+        ]
+        .into_iter()
+        .map(|kind| self.query_count(kind))
+        .sum()
+    }
+
+    /// The number of streams that ended for `reason`.
+    pub fn stream_end_count(&self, reason: EndReason) -> u64 {
+        self.stream_ends.get_or_create(&EndLabels { reason }).get()
+    }
+
+    /// Records a query of `kind` that took `seconds`.
+    pub fn record_query(&self, kind: QueryKind, seconds: f64) {
+        let labels = QueryLabels { kind };
+        self.queries.get_or_create(&labels).inc();
+        self.query_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Records the end of a stream.
+    pub fn record_end(&self, reason: EndReason) {
+        self.stream_ends.get_or_create(&EndLabels { reason }).inc();
+    }
+
+    /// Everything in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,170 @@
+//! Reading what a request asks for: the task id in its path and the cursor it resumes from.
+//! Pure functions over strings and headers; anything malformed is an [`BadRequest`] (`400`).
+
+use std::fmt;
+
+use http::HeaderMap;
+
+use crate::cursor::Cursor;
+
+/// Longest task id accepted, in bytes (after percent-decoding).
+pub const MAX_TASK_ID_LEN: usize = 1024;
+
+/// The query parameter that carries a cursor on a first request.
+const CURSOR_PARAM: &str = "last_event_id";
+
+/// Why a request was refused with `400`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+impl fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The task id of a path segment: percent-decoded, UTF-8, at most [`MAX_TASK_ID_LEN`] bytes.
+pub fn task_id(segment: &str) -> Result<String, BadRequest> {
+    let id =
+        percent_decode(segment).ok_or_else(|| bad("task id is not valid percent-encoded UTF-8"))?;
+    if id.len() > MAX_TASK_ID_LEN {
+        return Err(bad("task id is too long"));
+    }
+    Ok(id)
+}
+
+/// The cursor to resume from: the `Last-Event-ID` header (what EventSource sends on reconnect)
+/// or else the `last_event_id` query parameter. The header wins, because a browser reconnects
+/// to the original URL, query included, with a newer header. Empty means no cursor. Sent twice
+/// (either way), it is ambiguous and refused.
+pub fn resume_cursor(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Cursor>, BadRequest> {
+    let mut values = headers.get_all("last-event-id").iter();
+    let header = match (values.next(), values.next()) {
+        (Some(_), Some(_)) => return Err(bad("Last-Event-ID is repeated")),
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .map_err(|_| bad("Last-Event-ID is not ASCII"))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, _) => None,
+    };
+    let text = match header {
+        Some(text) => text,
+        None => match query_param(query, CURSOR_PARAM)? {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Cursor::parse(&text)
+        .map(Some)
+        .map_err(|e| bad(&e.to_string()))
+}
+
+/// The percent-decoded value of query parameter `name`, refusing it twice.
+fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadRequest> {
+    let mut found = None;
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(bad(&format!("{name} is repeated")));
+        }
+        let value = percent_decode(value)
+            .ok_or_else(|| bad(&format!("{name} is not valid percent-encoded UTF-8")))?;
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+/// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_owned());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn bad(message: &str) -> BadRequest {
+    BadRequest(message.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(
+                "last-event-id",
+                HeaderValue::from_bytes(value).expect("test header"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn decodes_task_ids() {
+        assert_eq!(task_id("task-1"), Ok("task-1".to_owned()));
+        assert_eq!(task_id("a%2Fb%20%E2%9C%93"), Ok("a/b ✓".to_owned()));
+        assert!(task_id("%").is_err());
+        assert!(task_id("%zz").is_err());
+        assert!(task_id("%ff").is_err()); // not UTF-8
+        assert!(task_id(&"x".repeat(MAX_TASK_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn header_wins_over_query() {
+        let cursor =
+            resume_cursor(&headers(&[b"YQ:2"]), Some("last_event_id=YQ:1")).expect("valid");
+        assert_eq!(cursor.map(|c| c.seq), Some(2));
+        let cursor =
+            resume_cursor(&HeaderMap::new(), Some("x=1&last_event_id=YQ%3A1")).expect("valid");
+        assert_eq!(cursor.map(|c| c.seq), Some(1));
+        assert_eq!(resume_cursor(&HeaderMap::new(), None), Ok(None));
+        assert_eq!(
+            resume_cursor(&headers(&[b""]), Some("last_event_id=")),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn refuses_ambiguous_or_malformed_cursors() {
+        assert!(resume_cursor(&headers(&[b"YQ:1", b"YQ:2"]), None).is_err());
+        assert!(
+            resume_cursor(
+                &HeaderMap::new(),
+                Some("last_event_id=YQ:1&last_event_id=YQ:2")
+            )
+            .is_err()
+        );
+        assert!(resume_cursor(&headers(&[b"\xff"]), None).is_err());
+        assert!(resume_cursor(&headers(&[b"nonsense"]), None).is_err());
+        assert!(resume_cursor(&HeaderMap::new(), Some("last_event_id=%")).is_err());
+    }
+}

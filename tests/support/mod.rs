@@ -1,0 +1,335 @@
+//! The test harness: one private PostgreSQL cluster per test binary, a fresh database per
+//! test, a server on 127.0.0.1:0, a writer connection that acts like an agent, and an SSE
+//! client that reads the stream the way a browser does.
+//!
+//! Tests never use `DATABASE_URL`. The cluster is stopped and removed when the test process
+//! exits, however it exits (see `taskstream::embedded_pg`).
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part of the harness
+
+pub mod sse_parser;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use taskstream::embedded_pg::Cluster;
+use taskstream::{Config, Handle};
+use tokio::net::TcpStream;
+use tokio_postgres::{Client, NoTls};
+
+pub use sse_parser::{SseEvent, SseParser};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// This test binary's cluster, started on first use.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| Cluster::start().unwrap_or_else(|e| panic!("test cluster: {e}")))
+}
+
+/// Connects to `url` and drives the connection in the background.
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh, empty database with the schema applied; returns its URL.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = tokio::task::spawn_blocking(cluster)
+        .await
+        .expect("cluster thread");
+    let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let admin = connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let url = cluster.url(&name);
+    taskstream::db::apply_schema(&url)
+        .await
+        .expect("apply schema");
+    url
+}
+
+/// A configuration with short intervals, so tests wait for conditions, not for defaults.
+pub fn fast_config() -> Config {
+    Config {
+        poll_interval: Duration::from_millis(200),
+        keepalive: Duration::from_millis(300),
+        ..Config::default()
+    }
+}
+
+/// A server on its own fresh database, plus an agent-like writer connection.
+pub struct TestServer {
+    /// The running server.
+    pub handle: Handle,
+    /// Its database.
+    pub url: String,
+    /// A connection that writes like an agent does.
+    pub db: Client,
+}
+
+impl TestServer {
+    /// Starts a server with `config` on a fresh database.
+    pub async fn start(config: Config) -> TestServer {
+        let url = fresh_database().await;
+        Self::start_on(config, url).await
+    }
+
+    /// Starts a server with `config` on an existing database.
+    pub async fn start_on(config: Config, url: String) -> TestServer {
+        let handle = taskstream::start(config, &url, "127.0.0.1:0".parse().expect("address"))
+            .await
+            .unwrap_or_else(|e| panic!("start server: {e}"));
+        let db = connect(&url).await;
+        TestServer { handle, url, db }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// Creates a task with `status`.
+    pub async fn task(&self, id: &str, status: &str) {
+        self.db
+            .execute(
+                "INSERT INTO tasks (id, title, status) VALUES ($1, $2, $3)",
+                &[&id, &format!("task {id}"), &status],
+            )
+            .await
+            .expect("insert task");
+    }
+
+    /// Inserts an event as an agent does; returns its seq.
+    pub async fn event(&self, task: &str, session: &str, event_type: &str, content: &str) -> i64 {
+        insert_event(&self.db, task, session, event_type, content).await
+    }
+
+    /// Inserts `n` assistant events `prefix 0` … `prefix n-1`.
+    pub async fn events(&self, task: &str, session: &str, prefix: &str, n: usize) {
+        for i in 0..n {
+            self.event(task, session, "assistant", &format!("{prefix} {i}"))
+                .await;
+        }
+    }
+
+    /// Sets a task's status.
+    pub async fn status(&self, task: &str, status: &str) {
+        self.db
+            .execute(
+                "UPDATE tasks SET status = $2 WHERE id = $1",
+                &[&task, &status],
+            )
+            .await
+            .expect("update status");
+    }
+
+    /// Opens the event stream of `task` with extra request headers and a query string.
+    pub async fn stream(&self, task: &str) -> Sse {
+        Sse::get(self.addr(), &format!("/tasks/{task}/events/stream"), &[]).await
+    }
+}
+
+/// Inserts an event on `db`; returns its seq.
+pub async fn insert_event(
+    db: &Client,
+    task: &str,
+    session: &str,
+    event_type: &str,
+    content: &str,
+) -> i64 {
+    db.query_one(
+        "INSERT INTO agent_events (task_id, session_id, event_type, content)
+         VALUES ($1, $2, $3, $4) RETURNING seq",
+        &[&task, &session, &event_type, &content],
+    )
+    .await
+    .expect("insert event")
+    .get(0)
+}
+
+/// Waits until `condition` holds, failing the test after [`WAIT`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One HTTP/1.1 request's response, read as an event stream.
+pub struct Sse {
+    /// Response status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    body: Incoming,
+    /// The parser, with the comments and `retry` it saw.
+    pub parser: SseParser,
+    queue: VecDeque<SseEvent>,
+    /// Raw bytes received, for byte-level checks.
+    pub raw: Vec<u8>,
+    ended: bool,
+}
+
+impl Sse {
+    /// Sends `GET path` with `headers` over a new connection.
+    pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Sse::request("GET", addr, path, headers).await
+    }
+
+    /// Sends `method path` with `headers` over a new connection.
+    pub async fn request(
+        method: &str,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Sse {
+        let stream = TcpStream::connect(addr).await.expect("connect to server");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Empty::<Bytes>::new()).expect("request");
+        let response = tokio::time::timeout(WAIT, sender.send_request(request))
+            .await
+            .expect("response in time")
+            .expect("response");
+        let (parts, body) = response.into_parts();
+        Sse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            parser: SseParser::default(),
+            queue: VecDeque::new(),
+            raw: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The next event, `None` when the response ended. Fails the test after [`WAIT`].
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(WAIT, self.next_event())
+            .await
+            .expect("timed out waiting for an event")
+    }
+
+    /// The next event if one arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(wait, self.next_event())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if !self.read_more().await {
+                return None;
+            }
+        }
+    }
+
+    /// Reads one more chunk; false when the body ended.
+    pub async fn read_more(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        match self.body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    self.raw.extend_from_slice(&data);
+                    let events = self.parser.feed(&data);
+                    self.queue.extend(events);
+                }
+                true
+            }
+            Some(Err(_)) | None => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// Every event up to and including `complete`; fails if the stream ends without it.
+    pub async fn until_complete(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next().await.expect("stream ended before complete");
+            let done = event.event == "complete";
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+
+    /// The next `n` events; fails if the stream ends first.
+    pub async fn take(&mut self, n: usize) -> Vec<SseEvent> {
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push(self.next().await.expect("stream ended early"));
+        }
+        events
+    }
+
+    /// Whether the response ends (within [`WAIT`]) with no further event.
+    pub async fn ends(&mut self) -> bool {
+        self.next().await.is_none()
+    }
+
+    /// The whole body as text (for non-stream responses).
+    pub async fn text(mut self) -> String {
+        while self.read_more().await {}
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// The whole body as JSON (for error responses).
+    pub async fn json(self) -> serde_json::Value {
+        let text = self.text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body {text:?} is not JSON: {e}"))
+    }
+}
+
+/// The `data.content` of each event, for compact assertions.
+pub fn contents(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.json()["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `prefix 0` … `prefix n-1`.
+pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix} {i}")).collect()
+}

@@ -18,6 +18,10 @@ use crate::hub::{Hub, Notice};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
+/// `application_name` of the LISTEN connection, so operators (and tests) can tell it apart
+/// from the pool's connections in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "taskstream-listen";
+
 /// First wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -44,12 +48,13 @@ struct TaskPayload {
 /// Keeps a LISTEN connection up until `shutdown`, feeding the hub. `ready` is sent once the
 /// first LISTEN is in place (or the first attempt failed, with the error).
 pub async fn run(
-    config: tokio_postgres::Config,
+    mut config: tokio_postgres::Config,
     hub: Hub,
     metrics: Arc<Metrics>,
     ready: oneshot::Sender<Result<(), tokio_postgres::Error>>,
     mut shutdown: Shutdown,
 ) {
+    config.application_name(APPLICATION_NAME);
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     let mut connected_before = false;

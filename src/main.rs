@@ -28,7 +28,14 @@ async fn run(cli: Cli) -> ExitCode {
         None => {
             eprintln!("taskstream: no DATABASE_URL, starting a private PostgreSQL with demo data");
             match tokio::task::spawn_blocking(Cluster::start).await {
-                Ok(Ok(cluster)) => (cluster.url("postgres"), Some(cluster)),
+                Ok(Ok(cluster)) => {
+                    eprintln!(
+                        "taskstream: PostgreSQL is up in {} on port {}",
+                        cluster.dir().display(),
+                        cluster.port()
+                    );
+                    (cluster.url("postgres"), Some(cluster))
+                }
                 Ok(Err(error)) => {
                     eprintln!("taskstream: {error}");
                     return ExitCode::FAILURE;

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub events_sent: Counter,
     /// Streams ended, by reason.
     pub stream_ends: Family<EndLabels, Counter>,
+    /// Times a live stream fell behind its tail (it lagged, or saw a gap) and caught up from
+    /// the table instead of buffering.
+    pub catch_ups: Counter,
     /// Database queries, by kind.
     pub queries: Family<QueryLabels, Counter>,
     /// Database query latency, by kind.
@@ -83,6 +86,7 @@ impl Default for Metrics {
         let live_tails = Gauge::default();
         let events_sent = Counter::default();
         let stream_ends = Family::<EndLabels, Counter>::default();
+        let catch_ups = Counter::default();
         let queries = Family::<QueryLabels, Counter>::default();
         let query_seconds = Family::<QueryLabels, Histogram>::new_with_constructor(|| {
             // 100 µs … ~3 s.
@@ -117,6 +121,11 @@ impl Default for Metrics {
             "Streams ended, by reason",
             stream_ends.clone(),
         );
+        registry.register(
+            "catch_ups",
+            "Times a live stream fell behind and caught up from the table",
+            catch_ups.clone(),
+        );
         registry.register("db_queries", "Database queries, by kind", queries.clone());
         registry.register(
             "db_query_seconds",
@@ -145,6 +154,7 @@ impl Default for Metrics {
             live_tails,
             events_sent,
             stream_ends,
+            catch_ups,
             queries,
             query_seconds,
             notifications,

@@ -12,6 +12,7 @@ use crate::cursor::Cursor;
 use crate::db::TaskPosition;
 use crate::request;
 use crate::response::{self, Body};
+use crate::server::ConnectionAbort;
 use crate::stream::{self, Start};
 
 /// Longest `/readyz` waits for PostgreSQL before answering `503`.
@@ -97,6 +98,7 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
             subscription,
             position,
             cursor,
+            abort: req.extensions().get::<ConnectionAbort>().cloned(),
         },
     );
     response::event_stream(body)

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,6 +23,20 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Lets a stream task close its whole connection: a client that accepts nothing for the write
+/// timeout is disconnected, rather than left holding a socket whose buffers never drain
+/// (ending the body alone would leave hyper waiting to flush it). Found in every request's
+/// extensions.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAbort(Arc<Notify>);
+
+impl ConnectionAbort {
+    /// Closes the connection this request arrived on.
+    pub fn abort(&self) {
+        self.0.notify_one();
+    }
+}
 
 /// Accepts connections until shutdown, then waits for open connections to finish, at most
 /// for the drain deadline.
@@ -47,14 +63,22 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| routes::handle(app.clone(), req));
+        let abort = ConnectionAbort::default();
+        let aborted = abort.0.clone();
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(abort.clone());
+            routes::handle(app.clone(), req)
+        });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                },
+                () = aborted.notified() => tracing::debug!("connection closed: slow client"),
             }
         });
     }

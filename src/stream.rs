@@ -32,6 +32,7 @@ use crate::db::{Session, TaskPosition};
 use crate::event;
 use crate::hub::{Live, LiveEvent, Subscription};
 use crate::metrics::EndReason;
+use crate::server::ConnectionAbort;
 use crate::shutdown::Shutdown;
 use crate::sse;
 
@@ -68,6 +69,8 @@ pub struct Start {
     pub position: TaskPosition,
     /// The client's cursor, if it resumes.
     pub cursor: Option<Cursor>,
+    /// Closes the client's connection if it stops reading (absent outside a real server).
+    pub abort: Option<ConnectionAbort>,
 }
 
 /// The sending side of one response body, with the client's pace rules.
@@ -120,6 +123,9 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
             Ok(()) => EndReason::Complete,
             Err(reason) => reason,
         };
+        if let (EndReason::Slow, Some(abort)) = (reason, &start.abort) {
+            abort.abort();
+        }
         tracing::info!(
             task = %task_id,
             session = task.session.as_ref().map_or("", |s| s.id.as_str()),
@@ -175,7 +181,9 @@ impl StreamTask {
                 return self.complete().await;
             }
             match self.follow_live().await? {
-                LiveExit::Behind => continue,
+                LiveExit::Behind => {
+                    self.app.metrics.catch_ups.inc();
+                }
                 LiveExit::Completed => return Ok(()),
             }
         }

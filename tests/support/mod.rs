@@ -147,7 +147,7 @@ impl TestServer {
 
 /// Inserts an event on `db`; returns its seq.
 pub async fn insert_event(
-    db: &Client,
+    db: &impl tokio_postgres::GenericClient,
     task: &str,
     session: &str,
     event_type: &str,
@@ -332,4 +332,110 @@ pub fn contents(events: &[SseEvent]) -> Vec<String> {
 /// `prefix 0` … `prefix n-1`.
 pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix} {i}")).collect()
+}
+
+/// A bare HTTP/1.0 client over a socket with a small receive buffer, for clients that stop
+/// reading: nothing is read unless the test asks, so the server's writes back up.
+pub struct RawClient {
+    stream: TcpStream,
+    head: Option<String>,
+    pending: Vec<u8>,
+    /// Everything read after the response head, parsed.
+    pub parser: SseParser,
+    /// Events parsed so far.
+    pub events: Vec<SseEvent>,
+}
+
+impl RawClient {
+    /// Connects with a receive buffer of `recv_buffer` bytes and sends `GET path` (HTTP/1.0, so
+    /// the body is the raw stream, ended by the close).
+    pub async fn get(addr: SocketAddr, path: &str, recv_buffer: u32) -> RawClient {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(recv_buffer).expect("SO_RCVBUF");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .expect("send request");
+        RawClient {
+            stream,
+            head: None,
+            pending: Vec::new(),
+            parser: SseParser::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads once (waiting up to `wait`); false on end of stream or timeout.
+    pub async fn read_some(&mut self, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        let data = &buf[..n];
+        if self.head.is_none() {
+            self.pending.extend_from_slice(data);
+            if let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                self.head = Some(String::from_utf8_lossy(&self.pending[..end]).into_owned());
+                let rest = self.pending.split_off(end + 4);
+                let events = self.parser.feed(&rest);
+                self.events.extend(events);
+            }
+        } else {
+            let events = self.parser.feed(data);
+            self.events.extend(events);
+        }
+        true
+    }
+
+    /// Reads until `n` events have arrived (fails after [`WAIT`]).
+    pub async fn read_events(&mut self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.events.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} events arrived",
+                self.events.len()
+            );
+            self.read_some(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reads until the server closes the connection (fails after [`WAIT`]).
+    pub async fn read_to_end(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "the connection stayed open");
+            if !self.read_some(Duration::from_millis(200)).await && self.closed().await {
+                return;
+            }
+        }
+    }
+
+    async fn closed(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(50), self.stream.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// Asserts that `events` are exactly `expected` contents, in order, once each.
+pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
+    let got = contents(events);
+    if got != expected {
+        let missing = expected.iter().filter(|e| !got.contains(e)).count();
+        let mut seen = std::collections::HashSet::new();
+        let duplicated = got.iter().filter(|e| !seen.insert(*e)).count();
+        panic!(
+            "{who}: got {} events, expected {} ({missing} missing, {duplicated} duplicated)",
+            got.len(),
+            expected.len()
+        );
+    }
 }

@@ -57,9 +57,22 @@ const EVENTS_SQL: &str = "
     WHERE session_id = $1 AND seq > $2
     ORDER BY seq LIMIT $3";
 
-/// The newest tasks first.
+/// A page of the task list, newest first: `$2` is the task the previous page ended with (only
+/// older ones follow; an unknown one gives an empty page), `$3` the ids the reader may see
+/// (`NULL`: all). Ties on `created_at` are broken by id, so every task is on exactly one page.
 const TASKS_SQL: &str = "
-    SELECT id, title, status FROM tasks ORDER BY created_at DESC, id LIMIT $1";
+    SELECT t.id, t.title, t.status
+    FROM tasks t
+    LEFT JOIN tasks b ON b.id = $2
+    WHERE ($2::text IS NULL
+           OR t.created_at < b.created_at
+           OR (t.created_at = b.created_at AND t.id > b.id))
+      AND ($3::text[] IS NULL OR t.id = ANY ($3))
+    ORDER BY t.created_at DESC, t.id
+    LIMIT $1";
+
+/// One task's title and status (the viewer's task page).
+const TASK_SQL: &str = "SELECT id, title, status FROM tasks WHERE id = $1";
 
 /// A session, as far as ordering and cursors need it. Shared (`Arc`) by every frame and stream
 /// that refers to it.
@@ -114,6 +127,17 @@ pub struct StoredEvent {
     pub event_type: String,
     /// The `content` as stored.
     pub content: String,
+}
+
+/// Which part of the task list to read.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskListing<'a> {
+    /// At most this many tasks.
+    pub limit: i64,
+    /// Only tasks older than this one (the next page); `None`: from the newest.
+    pub before: Option<&'a str>,
+    /// Only these task ids (the ones a reader's token covers); `None`: every task.
+    pub only: Option<&'a [String]>,
 }
 
 /// A row of the task list.
@@ -262,17 +286,22 @@ impl Db {
             .collect())
     }
 
-    /// The newest `limit` tasks.
-    pub async fn tasks(&self, limit: i64) -> Result<Vec<TaskSummary>, DbError> {
-        let rows = self.query(QueryKind::Tasks, TASKS_SQL, &[&limit]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| TaskSummary {
-                id: row.get(0),
-                title: row.get(1),
-                status: row.get(2),
-            })
-            .collect())
+    /// A page of the task list, newest first.
+    pub async fn tasks(&self, listing: TaskListing<'_>) -> Result<Vec<TaskSummary>, DbError> {
+        let rows = self
+            .query(
+                QueryKind::Tasks,
+                TASKS_SQL,
+                &[&listing.limit, &listing.before, &listing.only],
+            )
+            .await?;
+        Ok(rows.iter().map(summary_from).collect())
+    }
+
+    /// One task's title and status, `None` if it does not exist.
+    pub async fn task(&self, task_id: &str) -> Result<Option<TaskSummary>, DbError> {
+        let rows = self.query(QueryKind::Task, TASK_SQL, &[&task_id]).await?;
+        Ok(rows.first().map(summary_from))
     }
 
     /// Whether PostgreSQL answers.
@@ -302,6 +331,15 @@ impl Db {
         self.metrics
             .record_query(kind, started.elapsed().as_secs_f64());
         result.map_err(|source| DbError { kind, source })
+    }
+}
+
+/// Reads id, title and status from `row`.
+fn summary_from(row: &Row) -> TaskSummary {
+    TaskSummary {
+        id: row.get(0),
+        title: row.get(1),
+        status: row.get(2),
     }
 }
 

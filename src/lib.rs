@@ -10,6 +10,7 @@
 //! - [`db`]: every SQL query and the connection pool; the schema is `schema.sql`.
 //! - [`sse`]: the wire format; [`event`]: how a stored row becomes an event; [`cursor`]: the
 //!   resume position carried in each event's id.
+//! - [`viewer`]: the task list at `/` and the live page of a task, embedded in the binary.
 //! - [`metrics`]: counters, also served at `/metrics`; [`shutdown`]: the shutdown signal.
 //! - [`embedded_pg`]: a private PostgreSQL cluster for `cargo run`, tests and the benchmark;
 //!   [`demo`]: the demo agent that writes events into it.
@@ -34,6 +35,7 @@ pub mod shutdown;
 pub mod sse;
 pub mod stream;
 pub mod tail;
+pub mod viewer;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -20,6 +20,8 @@ pub enum QueryKind {
     Events,
     /// The task list of the index page.
     Tasks,
+    /// One task's title and status, for its viewer page.
+    Task,
     /// The readiness probe.
     Ping,
 }
@@ -178,6 +180,7 @@ impl Metrics {
             QueryKind::Positions,
             QueryKind::Events,
             QueryKind::Tasks,
+            QueryKind::Task,
             QueryKind::Ping,
         ]
         .into_iter()

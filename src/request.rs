@@ -1,5 +1,6 @@
-//! Reading what a request asks for: the task id in its path and the cursor it resumes from.
-//! Pure functions over strings and headers; anything malformed is an [`BadRequest`] (`400`).
+//! Reading what a request asks for: the task id in its path, the cursor it resumes from, and the
+//! page of the task list it wants. Pure functions over strings and headers; anything malformed
+//! is a [`BadRequest`] (`400`).
 
 use std::fmt;
 
@@ -12,6 +13,22 @@ pub const MAX_TASK_ID_LEN: usize = 1024;
 
 /// The query parameter that carries a cursor on a first request.
 const CURSOR_PARAM: &str = "last_event_id";
+
+/// Tasks on one page of `GET /` unless `?limit=` asks for another number.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+
+/// Most tasks one page of `GET /` shows, whatever `?limit=` asks: the index never reads the
+/// whole table at once.
+pub const MAX_PAGE_SIZE: i64 = 200;
+
+/// Which page of the task list `GET /` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// Tasks on the page, from 1 to [`MAX_PAGE_SIZE`].
+    pub limit: i64,
+    /// The task the previous page ended with; only older tasks follow.
+    pub before: Option<String>,
+}
 
 /// Why a request was refused with `400`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +83,24 @@ pub fn resume_cursor(
     Cursor::parse(&text)
         .map(Some)
         .map_err(|e| bad(&e.to_string()))
+}
+
+/// The page of the task list asked for by `?limit=` (capped at [`MAX_PAGE_SIZE`]) and
+/// `?before=` (a task id).
+pub fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
+    let limit = match query_param(query, "limit")? {
+        None => DEFAULT_PAGE_SIZE,
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n >= 1 => n.min(MAX_PAGE_SIZE),
+            _ => return Err(bad("limit must be a positive whole number")),
+        },
+    };
+    let before = match query_param(query, "before")? {
+        Some(id) if id.len() > MAX_TASK_ID_LEN => return Err(bad("before is too long")),
+        Some(id) if !id.is_empty() => Some(id),
+        _ => None,
+    };
+    Ok(ListPage { limit, before })
 }
 
 /// The percent-decoded value of query parameter `name`, refusing it twice.
@@ -151,6 +186,30 @@ mod tests {
             resume_cursor(&headers(&[b""]), Some("last_event_id=")),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn reads_list_pages() {
+        let page = |query: &str| list_page(Some(query));
+        assert_eq!(
+            list_page(None),
+            Ok(ListPage {
+                limit: DEFAULT_PAGE_SIZE,
+                before: None
+            })
+        );
+        assert_eq!(page("limit=5&before=a%20b").map(|p| p.limit), Ok(5));
+        assert_eq!(
+            page("limit=5&before=a%20b").map(|p| p.before),
+            Ok(Some("a b".to_owned()))
+        );
+        assert_eq!(page("limit=100000").map(|p| p.limit), Ok(MAX_PAGE_SIZE));
+        assert_eq!(page("before=").map(|p| p.before), Ok(None));
+        assert!(page("limit=0").is_err());
+        assert!(page("limit=-3").is_err());
+        assert!(page("limit=ten").is_err());
+        assert!(page("limit=1&limit=2").is_err());
+        assert!(page(&format!("before={}", "x".repeat(MAX_TASK_ID_LEN + 1))).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Building responses: JSON errors, JSON bodies, and the headers of an event stream.
+//! Building responses: JSON errors, JSON bodies, the viewer's pages and files, and the headers
+//! of an event stream.
 
 use std::convert::Infallible;
 
@@ -28,6 +29,64 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) ->
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// What the viewer's pages may load and run: scripts, styles and connections from this origin
+/// only, no inline script, no plugins, no framing. Even a value that escaped escaping could not
+/// run script.
+const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+                        base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// A viewer page: HTML, never cached (it shows live data), under [`PAGE_CSP`].
+pub fn page(body: String) -> Response<Body> {
+    let mut response = with_type(StatusCode::OK, "text/html; charset=utf-8", body.into());
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// A static file embedded in the binary. The browser keeps it but asks again each time
+/// (`no-cache`), and `etag` makes that a `304` without a body while it is unchanged.
+pub fn static_file(
+    content_type: &'static str,
+    body: &'static str,
+    etag: &str,
+    if_none_match: Option<&HeaderValue>,
+) -> Response<Body> {
+    let unchanged = if_none_match
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    let mut response = if unchanged {
+        empty(StatusCode::NOT_MODIFIED)
+    } else {
+        with_type(
+            StatusCode::OK,
+            content_type,
+            Bytes::from_static(body.as_bytes()),
+        )
+    };
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(http::header::ETAG, value);
+    }
     response
 }
 

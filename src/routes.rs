@@ -9,11 +9,12 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
 use crate::cursor::Cursor;
-use crate::db::TaskPosition;
+use crate::db::{TaskListing, TaskPosition};
 use crate::request;
 use crate::response::{self, Body};
 use crate::server::ConnectionAbort;
 use crate::stream::{self, Start};
+use crate::viewer;
 
 /// Longest `/readyz` waits for PostgreSQL before answering `503`.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,9 +28,19 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>,
         (&Method::GET, ["readyz"]) => readyz(&app).await,
         (&Method::GET, ["metrics"]) => metrics(&app),
         (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(&app, &req, id).await,
-        (_, ["healthz"] | ["readyz"] | ["metrics"] | ["tasks", _, "events", "stream"]) => {
-            response::method_not_allowed("GET")
-        }
+        (&Method::GET, [""]) => index(&app, req.uri().query()).await,
+        (&Method::GET, ["tasks", id]) => task_page(&app, id).await,
+        (&Method::GET, ["assets", name]) => asset(&req, name),
+        (
+            _,
+            ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+            | ["tasks", _, "events", "stream"]
+            | [""]
+            | ["tasks", _]
+            | ["assets", _],
+        ) => response::method_not_allowed("GET"),
         _ => response::error(StatusCode::NOT_FOUND, "no such path"),
     };
     Ok(response)
@@ -62,6 +73,62 @@ fn metrics(app: &App) -> Response<Body> {
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
         app.metrics.encode().into(),
     )
+}
+
+/// `GET /`: the viewer's task list, newest first, one capped page at a time (`?limit=`,
+/// `?before=`).
+async fn index(app: &App, query: Option<&str>) -> Response<Body> {
+    let page = match request::list_page(query) {
+        Ok(page) => page,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    // One row more than the page tells whether an older page exists.
+    let listing = TaskListing {
+        limit: page.limit + 1,
+        before: page.before.as_deref(),
+        // Authentication (design.md §4) passes the task ids the reader's token covers here.
+        only: None,
+    };
+    match app.db.tasks(listing).await {
+        Ok(mut tasks) => {
+            let more = tasks.len() as i64 > page.limit;
+            tasks.truncate(page.limit as usize);
+            response::page(viewer::index_page(&tasks, &page, more))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot list tasks");
+            unavailable("database unavailable")
+        }
+    }
+}
+
+/// `GET /tasks/{id}`: the viewer's live page of one task.
+async fn task_page(app: &App, segment: &str) -> Response<Body> {
+    let task_id = match request::task_id(segment) {
+        Ok(id) => id,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    match app.db.task(&task_id).await {
+        Ok(Some(task)) => response::page(viewer::task_page(&task)),
+        Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a task");
+            unavailable("database unavailable")
+        }
+    }
+}
+
+/// `GET /assets/{name}`: the viewer's stylesheet and script, embedded in the binary.
+fn asset<B>(req: &Request<B>, name: &str) -> Response<Body> {
+    match viewer::asset(name) {
+        Some(asset) => response::static_file(
+            asset.content_type,
+            asset.body,
+            &asset.etag(),
+            req.headers().get(http::header::IF_NONE_MATCH),
+        ),
+        None => response::error(StatusCode::NOT_FOUND, "no such path"),
+    }
 }
 
 /// `GET /tasks/{id}/events/stream`: the task's latest session as Server-Sent Events.

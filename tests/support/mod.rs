@@ -7,6 +7,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part of the harness
 
+#[cfg(feature = "e2e")]
+pub mod e2e;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
@@ -29,6 +31,9 @@ pub use sse_parser::{SseEvent, SseParser};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Longest a server may take to stop when nothing misbehaves (its drain deadline is longer).
+pub const PROMPT_STOP: Duration = Duration::from_secs(5);
 
 /// This test binary's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
@@ -97,6 +102,29 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("start server: {e}"));
         let db = connect(&url).await;
         TestServer { handle, url, db }
+    }
+
+    /// Shuts this server down as a deploy does (its open streams end and their clients
+    /// reconnect) and starts a new one with `config` on the same address and database. Fails
+    /// if the old one takes longer than [`PROMPT_STOP`] to stop: open streams must end by
+    /// themselves on shutdown, not wait for the drain deadline.
+    pub async fn restart(self, config: Config) -> TestServer {
+        let addr = self.addr();
+        self.handle.shutdown();
+        let started = Instant::now();
+        tokio::time::timeout(WAIT, self.handle.stopped())
+            .await
+            .expect("the server stops");
+        let took = started.elapsed();
+        assert!(took < PROMPT_STOP, "the server took {took:?} to stop");
+        let handle = taskstream::start(config, &self.url, addr)
+            .await
+            .unwrap_or_else(|e| panic!("restart the server on {addr}: {e}"));
+        TestServer {
+            handle,
+            url: self.url,
+            db: self.db,
+        }
     }
 
     /// The server's address.

@@ -1,0 +1,145 @@
+// A remote control for one headless Chromium page, for tests/e2e_browser.rs.
+//
+// The Rust test sends one JSON command per line on stdin and reads one JSON answer per line on
+// stdout ({"ok": value} or {"error": message}); the test logic stays in Rust, next to the server
+// and the database it controls. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM), driven
+// through playwright-core, with a fresh profile that is removed on exit. The browser closes when
+// stdin closes, so a test that fails cannot leave it running.
+//
+// Commands:
+//   {"cmd": "goto", "url"}                 load a page
+//   {"cmd": "eval", "js"}                  evaluate an expression in the page
+//   {"cmd": "waitFor", "js", "timeoutMs"}  wait until the expression is truthy; its value
+//   {"cmd": "click", "selector"}
+//   {"cmd": "viewport", "width", "height"}
+//   {"cmd": "screenshot", "path"}
+//   {"cmd": "route", "status"}             answer every stream request with this status
+//                                          (0: let them through to the server again)
+//   {"cmd": "requests"}                    the stream requests so far: url, type, last-event-id
+//   {"cmd": "errors"}                      uncaught page errors and console errors so far
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const STREAM = '**/events/stream*';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'taskstream-chromium-'));
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  headless: true,
+  viewport: { width: 1000, height: 760 },
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+
+const page = context.pages()[0] ?? (await context.newPage());
+const requests = [];
+const errors = [];
+
+// Keeps every EventSource the page creates, so a test can check that it was closed.
+await page.addInitScript(() => {
+  const Native = window.EventSource;
+  window.__eventSources = [];
+  window.EventSource = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__eventSources.push(this);
+    }
+  };
+});
+
+page.on('request', (request) => {
+  if (!request.url().includes('/events/stream')) return;
+  // Read later; a request that fails before its headers are known has none to report.
+  const headers = request.allHeaders().catch(() => ({}));
+  requests.push({ url: request.url(), type: request.resourceType(), headers });
+});
+page.on('pageerror', (error) => errors.push(`page error: ${error.message}`));
+page.on('console', (message) => {
+  if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+});
+
+let routeStatus = 0;
+async function route(status) {
+  await page.unroute(STREAM);
+  routeStatus = status;
+  if (status === 0) return;
+  await page.route(STREAM, (r) => r.fulfill({
+    status: routeStatus,
+    headers: { 'content-type': 'application/json', 'retry-after': '1' },
+    body: JSON.stringify({ error: `status ${routeStatus} from the test` }),
+  }));
+}
+
+// Polls from here rather than with page.waitForFunction, which evaluates its string inside the
+// page and is therefore refused by the page's content-security-policy (no 'unsafe-eval'), as it
+// should be. The tests run with that policy enforced.
+async function waitFor(js, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await page.evaluate(js);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function run(command) {
+  switch (command.cmd) {
+    case 'goto':
+      await page.goto(command.url, { waitUntil: 'load' });
+      return null;
+    case 'eval':
+      return await page.evaluate(command.js);
+    case 'waitFor':
+      return await waitFor(command.js, command.timeoutMs ?? 15000);
+    case 'click':
+      await page.click(command.selector);
+      return null;
+    case 'viewport':
+      await page.setViewportSize({ width: command.width, height: command.height });
+      return null;
+    case 'screenshot':
+      fs.mkdirSync(path.dirname(command.path), { recursive: true });
+      await page.screenshot({ path: command.path, fullPage: command.fullPage ?? false });
+      return null;
+    case 'route':
+      await route(command.status);
+      return null;
+    case 'requests':
+      return await Promise.all(requests.map(async (r) => {
+        const lastEventId = (await r.headers)['last-event-id'] ?? null;
+        return { url: r.url, type: r.type, lastEventId };
+      }));
+    case 'errors':
+      return errors;
+    default:
+      throw new Error(`unknown command ${JSON.stringify(command.cmd)}`);
+  }
+}
+
+async function shutdown(code) {
+  await context.close().catch(() => {});
+  fs.rmSync(profile, { recursive: true, force: true });
+  process.exit(code);
+}
+
+process.on('SIGTERM', () => shutdown(1));
+const lines = readline.createInterface({ input: process.stdin });
+process.stdout.write(JSON.stringify({ ok: 'ready' }) + '\n');
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  let answer;
+  try {
+    answer = { ok: (await run(JSON.parse(line))) ?? null };
+  } catch (error) {
+    answer = { error: String(error && error.stack ? error.stack : error) };
+  }
+  process.stdout.write(JSON.stringify(answer) + '\n');
+}
+await shutdown(0);

@@ -1,0 +1,478 @@
+//! The viewer in a real browser: headless Chromium (Debian's) loads the pages from a server on
+//! loopback and reads the stream with its own EventSource. Proves that events appear in order
+//! as cards shaped by kind, that `complete` shows and closes the stream, that the browser
+//! resumes with `Last-Event-ID` after the server restarts with no card lost or repeated, that
+//! refused streams (`503`, `401`) are handled by the page, that the page follows new cards only
+//! while the reader is at the end, and that hostile content stays text. Saves
+//! `target/viewer.png` and `target/viewer-phone.png` for people to look at.
+//!
+//! Run with `cargo test --features e2e --test e2e_browser`; needs Node, `npm ci --prefix
+//! tests/e2e` and the `chromium` package (`.ci/run` installs them).
+
+#![cfg(feature = "e2e")]
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::e2e::{Browser, PAGE_STATE};
+use support::{TestServer, fast_config, numbered};
+use taskstream::db::Session;
+
+const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
+
+/// The cursor the server gives event `seq` of `session`.
+fn cursor(session: &str, seq: i64) -> String {
+    Session::new(session.to_owned(), 0).cursor(seq)
+}
+
+/// The URL of `path` on `server`.
+fn url(server: &TestServer, path: &str) -> String {
+    format!("http://{}{path}", server.addr())
+}
+
+/// The cards on the page.
+async fn cards(browser: &mut Browser) -> Vec<Value> {
+    let state = browser.eval(PAGE_STATE).await;
+    state["cards"].as_array().expect("cards").clone()
+}
+
+/// One field of every card.
+fn field(cards: &[Value], name: &str) -> Vec<String> {
+    cards
+        .iter()
+        .map(|card| card[name].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits until the page shows `n` cards.
+async fn wait_for_cards(browser: &mut Browser, n: usize) {
+    let js = format!("document.querySelectorAll('#events .card').length >= {n}");
+    browser.wait_for(&format!("{n} cards"), &js).await;
+}
+
+/// Waits until the page's status line is in `state`.
+async fn wait_for_state(browser: &mut Browser, state: &str) {
+    let js = format!("document.getElementById('state').dataset.state === '{state}'");
+    browser.wait_for(&format!("state {state}"), &js).await;
+}
+
+/// A server with task `t` in progress and events `e 0` … `e n-1` in session `s1`, and a
+/// browser on the task's page showing them.
+async fn watching(n: usize) -> (TestServer, Browser) {
+    let server = TestServer::start(fast_config()).await;
+    server.task("t", "InProgress").await;
+    server.events("t", "s1", "e", n).await;
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_cards(&mut browser, n).await;
+    (server, browser)
+}
+
+/// Whether every EventSource the page opened is closed.
+async fn all_sources_closed(browser: &mut Browser) -> bool {
+    let js = "window.__eventSources.length > 0 \
+              && window.__eventSources.every(es => es.readyState === EventSource.CLOSED)";
+    browser.eval(js).await == Value::Bool(true)
+}
+
+/// Fails the test if the page threw or logged an error (`allowed`: console errors expected
+/// from refused requests).
+async fn assert_no_page_errors(browser: &mut Browser, allowed: &[&str]) {
+    let errors: Vec<String> = browser
+        .errors()
+        .await
+        .into_iter()
+        .filter(|error| !allowed.iter().any(|a| error.contains(a)))
+        .collect();
+    assert!(errors.is_empty(), "page errors: {errors:#?}");
+}
+
+/// Events arrive in order as cards shaped by kind (assistant text, tool call with tool and
+/// arguments, tool result with success or failure and output, cost, an agent error in its own
+/// style, which is not taken for a connection error); live events follow; `complete` shows
+/// and the page closes its EventSource.
+#[tokio::test]
+async fn events_appear_in_order_as_cards_and_complete_closes_the_stream() {
+    let server = TestServer::start(fast_config()).await;
+    server
+        .db
+        .execute(
+            "INSERT INTO tasks (id, title, status) VALUES ('login', $1, 'InProgress')",
+            &[&"Fix the flaky login test"],
+        )
+        .await
+        .expect("task");
+    let session = "login-s1";
+    let script = [
+        (
+            "assistant",
+            "The login test fails about one run in ten. Let me read it first.",
+        ),
+        (
+            "toolcall",
+            r#"{"tool":"read_file","args":{"path":"tests/login.rs","lines":"1-80"}}"#,
+        ),
+        (
+            "toolresult",
+            r##"{"tool":"read_file","success":true,"output":"#[tokio::test]\nasync fn login_retries() {\n    let server = start().await;\n    sleep(Duration::from_millis(50)).await;\n    assert!(server.ready());\n}"}"##,
+        ),
+        (
+            "assistant",
+            "It sleeps 50 ms and hopes the server is ready. I will wait for readiness instead.",
+        ),
+        (
+            "toolcall",
+            r#"{"tool":"bash","args":{"command":"cargo test login_retries -- --nocapture"}}"#,
+        ),
+        (
+            "toolresult",
+            r#"{"tool":"bash","success":false,"output":"test login_retries ... FAILED\nassertion failed: server.ready()"}"#,
+        ),
+        ("error", "cargo test: 1 test failed (login_retries)"),
+        ("cost", "0.0132"),
+    ];
+    for (kind, content) in script {
+        server.event("login", session, kind, content).await;
+    }
+
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/tasks/login")).await;
+    wait_for_cards(&mut browser, script.len()).await;
+    wait_for_state(&mut browser, "live").await;
+    let shown = cards(&mut browser).await;
+    let expected_ids: Vec<String> = (1..=8).map(|seq| cursor(session, seq)).collect();
+    assert_eq!(field(&shown, "id"), expected_ids);
+    assert_eq!(
+        field(&shown, "type"),
+        [
+            "assistant",
+            "toolcall",
+            "toolresult",
+            "assistant",
+            "toolcall",
+            "toolresult",
+            "error",
+            "cost"
+        ]
+    );
+    assert_eq!(shown[0]["body"], script[0].1);
+    assert_eq!(shown[1]["tool"], "read_file");
+    let args: Value = serde_json::from_str(shown[1]["body"].as_str().expect("args")).expect("JSON");
+    assert_eq!(args["path"], "tests/login.rs");
+    assert!(
+        shown[1]["body"]
+            .as_str()
+            .expect("args")
+            .contains("\n  \"path\""),
+        "pretty JSON"
+    );
+    assert_eq!(shown[2]["outcome"], "✓ success");
+    assert!(
+        shown[2]["body"]
+            .as_str()
+            .expect("output")
+            .contains("fn login_retries() {\n")
+    );
+    assert_eq!(shown[5]["outcome"], "✗ failed");
+    assert_eq!(shown[6]["kind"], "Error");
+    assert_eq!(
+        shown[6]["body"],
+        "cargo test: 1 test failed (login_retries)"
+    );
+    assert_eq!(shown[7]["body"], "0.0132");
+    let error_style = browser
+        .eval("getComputedStyle(document.querySelector('.card-error')).backgroundColor !== getComputedStyle(document.querySelector('.card-assistant')).backgroundColor")
+        .await;
+    assert_eq!(error_style, Value::Bool(true), "an error card stands out");
+    // The agent's error event did not look like a lost connection.
+    assert_eq!(browser.eval(PAGE_STATE).await["state"], "live");
+
+    // Live events follow in order.
+    let live = [
+        (
+            "assistant",
+            "Replaced the sleep with a wait for readiness; the test passed 200 times in a row.",
+        ),
+        (
+            "toolcall",
+            "bash: git commit -am 'login test: wait for readiness'",
+        ),
+    ];
+    for (kind, content) in live {
+        server.event("login", session, kind, content).await;
+    }
+    wait_for_cards(&mut browser, 10).await;
+    let shown = cards(&mut browser).await;
+    assert_eq!(shown[8]["body"], live[0].1);
+    assert_eq!(shown[9]["tool"], "bash");
+    assert_eq!(
+        field(&shown, "id")[8..],
+        [cursor(session, 9), cursor(session, 10)]
+    );
+
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    browser.screenshot(&target.join("viewer.png"), true).await;
+    browser.viewport(390, 760).await;
+    browser
+        .screenshot(&target.join("viewer-phone.png"), false)
+        .await;
+
+    server.status("login", "Review").await;
+    wait_for_state(&mut browser, "complete").await;
+    assert!(
+        all_sources_closed(&mut browser).await,
+        "EventSource closed on complete"
+    );
+    assert_eq!(
+        cards(&mut browser).await.len(),
+        10,
+        "complete is not a card"
+    );
+    let requests = browser.stream_requests().await;
+    assert_eq!(requests.len(), 1, "one stream, no reconnect: {requests:?}");
+    assert_no_page_errors(&mut browser, &[]).await;
+    browser.close().await;
+}
+
+/// When the server restarts mid-stream (a deploy: it ends every stream), the browser's
+/// EventSource reconnects by itself with `Last-Event-ID`, and the page ends with every event
+/// once, in order.
+#[tokio::test]
+async fn the_browser_resumes_with_last_event_id_after_a_server_restart() {
+    let (server, mut browser) = watching(5).await;
+
+    let server = server.restart(fast_config()).await;
+    for i in 5..10 {
+        server
+            .event("t", "s1", "assistant", &format!("e {i}"))
+            .await;
+    }
+    wait_for_cards(&mut browser, 10).await;
+    server.status("t", "Done").await;
+    wait_for_state(&mut browser, "complete").await;
+
+    let shown = cards(&mut browser).await;
+    assert_eq!(
+        field(&shown, "body"),
+        numbered("e", 0..10),
+        "each event once, in order"
+    );
+    let ids: Vec<String> = (1..=10).map(|seq| cursor("s1", seq)).collect();
+    assert_eq!(field(&shown, "id"), ids);
+
+    let requests = browser.stream_requests().await;
+    assert!(
+        requests.iter().all(|r| r.kind == "eventsource"),
+        "{requests:?}"
+    );
+    assert!(requests.len() >= 2, "the browser reconnected: {requests:?}");
+    assert_eq!(requests[0].last_event_id, None);
+    for request in &requests[1..] {
+        assert_eq!(
+            request.last_event_id.as_deref(),
+            Some(cursor("s1", 5).as_str()),
+            "{requests:?}"
+        );
+    }
+    assert_no_page_errors(&mut browser, &["ERR_CONNECTION_REFUSED"]).await;
+    browser.close().await;
+}
+
+/// A stream refused with `503` (EventSource gives up on any status but 200) is retried by the
+/// page with backoff, from its last cursor, and nothing is lost or repeated.
+#[tokio::test]
+async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
+    let (server, mut browser) = watching(3).await;
+
+    browser.refuse_streams(Some(503)).await;
+    let server = server.restart(fast_config()).await;
+    wait_for_state(&mut browser, "unavailable").await;
+    let text = browser.eval(PAGE_STATE).await["text"].clone();
+    assert!(
+        text.as_str().expect("text").contains("retrying in"),
+        "{text}"
+    );
+    for i in 3..6 {
+        server
+            .event("t", "s1", "assistant", &format!("e {i}"))
+            .await;
+    }
+    browser.refuse_streams(None).await;
+    wait_for_cards(&mut browser, 6).await;
+    server.status("t", "Done").await;
+    wait_for_state(&mut browser, "complete").await;
+
+    let shown = cards(&mut browser).await;
+    assert_eq!(
+        field(&shown, "body"),
+        numbered("e", 0..6),
+        "each event once, in order"
+    );
+
+    let requests = browser.stream_requests().await;
+    let resume = format!("last_event_id={}", cursor("s1", 3).replace(':', "%3A"));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.kind == "fetch" && r.url.ends_with(&resume)),
+        "the page asked for the status: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.kind == "eventsource" && r.url.ends_with(&resume)),
+        "the page reopened the stream at its cursor: {requests:?}"
+    );
+    assert_no_page_errors(&mut browser, &["503"]).await;
+    browser.close().await;
+}
+
+/// A stream refused with `401` puts the page in a clear "sign in again" state and it stops
+/// retrying; "Try again" reconnects once the reader has signed in.
+#[tokio::test]
+async fn a_401_asks_to_sign_in_again() {
+    let server = TestServer::start(fast_config()).await;
+    server.task("t", "InProgress").await;
+    server.events("t", "s1", "e", 2).await;
+
+    let mut browser = Browser::launch().await;
+    browser.refuse_streams(Some(401)).await;
+    browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_state(&mut browser, "signin").await;
+    let state = browser.eval(PAGE_STATE).await;
+    assert!(
+        state["text"]
+            .as_str()
+            .expect("text")
+            .contains("sign in again"),
+        "{state}"
+    );
+    assert!(
+        all_sources_closed(&mut browser).await,
+        "no EventSource retries"
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('again').hidden")
+            .await,
+        Value::Bool(false)
+    );
+
+    browser.refuse_streams(None).await;
+    browser.click("#again").await;
+    wait_for_cards(&mut browser, 2).await;
+    wait_for_state(&mut browser, "live").await;
+    assert_eq!(
+        field(&cards(&mut browser).await, "body"),
+        numbered("e", 0..2)
+    );
+    assert_no_page_errors(&mut browser, &["401"]).await;
+    browser.close().await;
+}
+
+/// New cards scroll into view while the reader is at the end of the page; once the reader
+/// scrolls up, the page stays put and offers a button to jump to the newest card.
+#[tokio::test]
+async fn the_page_follows_new_cards_until_the_reader_scrolls_up() {
+    let server = TestServer::start(fast_config()).await;
+    server.task("t", "InProgress").await;
+    server.events("t", "s1", "e", 30).await;
+
+    let mut browser = Browser::launch().await;
+    browser.viewport(390, 600).await;
+    browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_cards(&mut browser, 30).await;
+    let at_end = "window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 2";
+    browser.wait_for("the page to follow", at_end).await;
+
+    browser.eval("window.scrollTo(0, 0)").await;
+    server.event("t", "s1", "assistant", "e 30").await;
+    wait_for_cards(&mut browser, 31).await;
+    assert_eq!(
+        browser.eval("window.scrollY").await,
+        0,
+        "stays where the reader is"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('jump').hidden").await,
+        Value::Bool(false)
+    );
+
+    browser.click("#jump").await;
+    browser.wait_for("a jump to the end", at_end).await;
+    server.event("t", "s1", "assistant", "e 31").await;
+    wait_for_cards(&mut browser, 32).await;
+    browser.wait_for("the page to follow again", at_end).await;
+    assert_no_page_errors(&mut browser, &[]).await;
+    browser.close().await;
+}
+
+/// Markup in titles and in every kind of event content shows as literal text: no element is
+/// created from it and no script runs.
+#[tokio::test]
+async fn hostile_content_renders_as_text() {
+    let server = TestServer::start(fast_config()).await;
+    server
+        .db
+        .execute(
+            "INSERT INTO tasks (id, title, status) VALUES ('t', $1, 'InProgress')",
+            &[&HOSTILE],
+        )
+        .await
+        .expect("task");
+    let tool_call = serde_json::json!({ "tool": HOSTILE, "args": { "x": HOSTILE } }).to_string();
+    let tool_result =
+        serde_json::json!({ "tool": "bash", "success": true, "output": HOSTILE }).to_string();
+    for (kind, content) in [
+        ("assistant", HOSTILE),
+        ("toolcall", tool_call.as_str()),
+        ("toolresult", tool_result.as_str()),
+        ("error", HOSTILE),
+        ("cost", HOSTILE),
+        ("thinking", HOSTILE),
+    ] {
+        server.event("t", "s1", kind, content).await;
+    }
+
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/")).await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('.tasks .title').textContent")
+            .await,
+        HOSTILE
+    );
+    browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_cards(&mut browser, 6).await;
+    let shown = cards(&mut browser).await;
+    assert_eq!(shown[0]["body"], HOSTILE);
+    assert_eq!(shown[1]["tool"], HOSTILE);
+    assert!(
+        shown[1]["body"]
+            .as_str()
+            .expect("args")
+            .contains("<script>")
+    );
+    assert_eq!(shown[2]["body"], HOSTILE);
+    assert_eq!(shown[3]["body"], HOSTILE);
+    assert_eq!(shown[4]["body"], HOSTILE);
+    assert_eq!(shown[5]["body"], HOSTILE);
+    assert_eq!(shown[5]["kind"], "thinking");
+    assert_eq!(
+        browser
+            .eval("document.querySelector('h1').textContent")
+            .await,
+        HOSTILE
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('main script, main img, h1 *').length")
+            .await,
+        0
+    );
+    assert_eq!(browser.eval("typeof window.pwned").await, "undefined");
+    assert_no_page_errors(&mut browser, &[]).await;
+    browser.close().await;
+}

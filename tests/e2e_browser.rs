@@ -213,7 +213,10 @@ async fn events_appear_in_order_as_cards_and_complete_closes_the_stream() {
     );
 
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    browser.screenshot(&target.join("viewer.png"), true).await;
+    // Tall enough for every card, so the sticky header stays at the top of the picture.
+    browser.viewport(1000, 1300).await;
+    browser.eval("window.scrollTo(0, 0)").await;
+    browser.screenshot(&target.join("viewer.png"), false).await;
     browser.viewport(390, 760).await;
     browser
         .screenshot(&target.join("viewer-phone.png"), false)

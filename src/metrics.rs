@@ -35,6 +35,10 @@ pub enum EndReason {
     Slow,
     /// The server is shutting down.
     Shutdown,
+    /// The client's token expired.
+    TokenExpired,
+    /// The stream reached its maximum lifetime (rebalancing).
+    Lifetime,
     /// A database error cut the stream short; the client resumes by cursor.
     Error,
 }
@@ -56,6 +60,8 @@ pub struct EndLabels {
 /// Every counter of one server. Cheap to update from any task (atomics).
 #[derive(Debug)]
 pub struct Metrics {
+    /// Open client connections (HTTP/1 or HTTP/2, streaming or not).
+    pub connections: Gauge,
     /// Streams whose stream task is running.
     pub open_streams: Gauge,
     /// Tails in the hub (watched tasks).
@@ -82,6 +88,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let connections = Gauge::default();
         let open_streams = Gauge::default();
         let live_tails = Gauge::default();
         let events_sent = Counter::default();
@@ -105,6 +112,11 @@ impl Default for Metrics {
             .set(1);
 
         let mut registry = Registry::with_prefix("taskstream");
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         registry.register("open_streams", "Open event streams", open_streams.clone());
         registry.register(
             "live_tails",
@@ -150,6 +162,7 @@ impl Default for Metrics {
         registry.register("build_info", "Build information", build_info);
 
         Metrics {
+            connections,
             open_streams,
             live_tails,
             events_sent,

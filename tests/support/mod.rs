@@ -229,6 +229,12 @@ impl Sse {
         }
     }
 
+    /// The id of the last event received, if any.
+    pub fn last_id(&self) -> Option<String> {
+        let id = &self.parser.last_id;
+        (!id.is_empty()).then(|| id.clone())
+    }
+
     /// A response header as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -87,15 +87,18 @@ impl Auth {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| Denied::Invalid)?
             .claims;
+        let expires_at = UNIX_EPOCH + Duration::from_secs(claims.exp);
+        // RFC 7519: not accepted *on or after* `exp` (the crate accepts the whole second of
+        // `exp`; streams end at its start, so a reconnect then must be refused too).
+        if SystemTime::now() >= expires_at {
+            return Err(Denied::Invalid);
+        }
         let scope = if claims.tasks.iter().any(|t| t == ALL_TASKS) {
             Scope::All
         } else {
             Scope::Tasks(claims.tasks.into_iter().collect())
         };
-        Ok(Grant {
-            scope,
-            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
-        })
+        Ok(Grant { scope, expires_at })
     }
 }
 

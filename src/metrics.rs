@@ -2,7 +2,9 @@
 //! in the Prometheus text format (prometheus-client: atomics underneath, and a maintained
 //! encoder of the exposition format instead of one of ours).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -10,7 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The kinds of database query, for counting and timing them.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum QueryKind {
     /// One task's status and latest session.
     Position,
@@ -25,7 +27,7 @@ pub enum QueryKind {
 }
 
 /// Why a stream ended.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum EndReason {
     /// The task left `InProgress` (or was deleted) and `complete` was sent.
     Complete,
@@ -41,6 +43,46 @@ pub enum EndReason {
     Lifetime,
     /// A database error cut the stream short; the client resumes by cursor.
     Error,
+}
+
+impl QueryKind {
+    /// The label value (Prometheus style: lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::Position => "position",
+            QueryKind::Positions => "positions",
+            QueryKind::Events => "events",
+            QueryKind::Tasks => "tasks",
+            QueryKind::Ping => "ping",
+        }
+    }
+}
+
+impl EndReason {
+    /// The label value, also used in the log line of a stream's end.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Complete => "complete",
+            EndReason::ClientGone => "client_gone",
+            EndReason::Slow => "slow",
+            EndReason::Shutdown => "shutdown",
+            EndReason::TokenExpired => "token_expired",
+            EndReason::Lifetime => "lifetime",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+impl EncodeLabelValue for QueryKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for EndReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Label set of [`Metrics::queries`].

@@ -142,7 +142,7 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
             session = task.session.as_ref().map_or("", |s| s.id.as_str()),
             duration_ms = started.elapsed().as_millis() as u64,
             events = task.sent,
-            reason = ?reason,
+            reason = reason.as_str(),
             "stream ended"
         );
         app.metrics.record_end(reason);

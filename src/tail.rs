@@ -103,6 +103,9 @@ impl Tail {
                 body,
                 at,
             } => {
+                if self.head.is_none() {
+                    return self.first_notification(&session, seq, body, at).await;
+                }
                 if let Some(Head {
                     session: Some(current),
                     seq: last,
@@ -122,6 +125,44 @@ impl Tail {
             }
             TailMsg::Reread => self.reread().await,
             TailMsg::Observed(position) => self.apply(position).await,
+        }
+    }
+
+    /// The first notification a new tail receives. The tail was registered before its first
+    /// subscriber read anything, and notifications arrive in commit order, so every row of the
+    /// session before this one was committed before that read and is in every subscriber's
+    /// replay: the tail starts right before this event and publishes it, with one position
+    /// query (for the session's start time) however many clients are waiting.
+    async fn first_notification(
+        &mut self,
+        session: &str,
+        seq: i64,
+        body: Option<(String, String)>,
+        at: Instant,
+    ) {
+        let position = match self.db.position(&self.task_id).await {
+            Ok(position) => position,
+            Err(error) => return tracing::warn!(task = %self.task_id, %error, "tail read failed"),
+        };
+        let latest = position.as_ref().and_then(|p| p.head.clone());
+        let Some((latest, _)) = latest.filter(|(s, last)| s.id == session && seq <= *last) else {
+            // Another session, or a task that is gone: take the position as observed.
+            return self.apply(position).await;
+        };
+        self.head = Some(Head {
+            session: Some(latest.clone()),
+            seq: seq - 1,
+        });
+        match &body {
+            Some((event_type, content)) => self.publish(latest, seq, event_type, content, Some(at)),
+            None => {
+                if let Err(error) = self.publish_rows(latest).await {
+                    tracing::warn!(task = %self.task_id, %error, "tail read failed");
+                }
+            }
+        }
+        if position.is_some_and(|p| !p.in_progress) {
+            self.publish_complete();
         }
     }
 

@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::auth::Auth;
 use crate::config::Config;
+use crate::cors::Cors;
 use crate::db::Db;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -21,4 +25,46 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Resolves when the server starts shutting down; every stream task watches it.
     pub shutdown: Shutdown,
+    /// Token verification, when authentication is on.
+    pub auth: Option<Auth>,
+    /// The CORS policy, when CORS is on.
+    pub cors: Option<Cors>,
+    /// Whether connections are TLS (cookies are then `Secure`).
+    pub tls: bool,
+    /// One permit per open stream: `max_streams` in all.
+    pub stream_slots: Arc<Semaphore>,
+    /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
+    /// queues here instead of taking every pooled connection from the tails and the poll.
+    read_slots: Semaphore,
+}
+
+impl App {
+    /// The shared state of a server with `config`.
+    pub fn new(config: Config, db: Db, hub: Hub, metrics: Arc<Metrics>, shutdown: Shutdown) -> App {
+        let auth = config
+            .jwt_secret
+            .as_ref()
+            .map(|secret| Auth::new(&secret.0));
+        let cors = Cors::new(&config.cors_origins, config.cors_credentials);
+        App {
+            stream_slots: Arc::new(Semaphore::new(config.max_streams)),
+            read_slots: Semaphore::new(config.max_replays),
+            tls: config.tls.is_some(),
+            auth,
+            cors,
+            config,
+            db,
+            hub,
+            metrics,
+            shutdown,
+        }
+    }
+
+    /// Waits for a turn to read from the pool on behalf of a client (stream start, replay).
+    pub async fn read_slot(&self) -> SemaphorePermit<'_> {
+        self.read_slots
+            .acquire()
+            .await
+            .expect("the read semaphore is never closed")
+    }
 }

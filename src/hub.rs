@@ -37,6 +37,14 @@ const POLL_CHUNK: usize = 2000;
 pub enum Live {
     /// A committed event, already encoded.
     Event(Arc<LiveEvent>),
+    /// The tail moved its head to `seq` of `session` without publishing the events before it
+    /// (it had just started, or fell too far behind): a subscriber short of it catches up.
+    Advanced {
+        /// The session of the new head.
+        session: Arc<Session>,
+        /// The new head.
+        seq: i64,
+    },
     /// The task is no longer `InProgress` (or is gone); `head` is the last event the tail
     /// published. A subscriber exactly there completes; one behind catches up first.
     Complete {

@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`config`]: every tunable, its default and why.
-//! - [`server`]: the accept loop; [`routes`]: the one `match` over method and path;
-//!   [`request`] reads task ids and cursors; [`response`] builds responses.
+//! - [`server`]: the accept loop and connections; [`tls`]: optional HTTPS; [`routes`]: the one
+//!   `match` over method and path; [`request`] reads task ids and cursors; [`response`] builds
+//!   responses; [`auth`]: optional JWT authentication; [`cors`]: optional cross-origin reads.
+//! - [`app`]: the state every request and stream shares.
 //! - [`stream`]: one client's stream task (replay, then live frames, then `complete`).
 //! - [`hub`]: the shared tail of each watched task and the safety-net poll; [`tail`]: what one
 //!   tail does; [`listener`]: the LISTEN connection that feeds them.
@@ -18,7 +20,9 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod cursor;
 pub mod db;
 pub mod demo;
@@ -35,6 +39,7 @@ pub mod shutdown;
 pub mod sse;
 pub mod stream;
 pub mod tail;
+pub mod tls;
 pub mod viewer;
 
 use std::fmt;
@@ -60,6 +65,8 @@ pub enum StartError {
     Database(tokio_postgres::Error),
     /// The listen address could not be bound.
     Bind(SocketAddr, std::io::Error),
+    /// The TLS certificate or key could not be used.
+    Tls(tls::TlsError),
 }
 
 impl fmt::Display for StartError {
@@ -68,6 +75,7 @@ impl fmt::Display for StartError {
             StartError::DatabaseUrl(e) => write!(f, "invalid database URL: {e}"),
             StartError::Database(e) => write!(f, "cannot use PostgreSQL: {e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -77,6 +85,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::DatabaseUrl(e) | StartError::Database(e) => Some(e),
             StartError::Bind(_, e) => Some(e),
+            StartError::Tls(e) => Some(e),
         }
     }
 }
@@ -126,6 +135,12 @@ pub async fn start(
     listen: SocketAddr,
 ) -> Result<Handle, StartError> {
     let pg_config = db::pg_config(database_url).map_err(StartError::DatabaseUrl)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()
+        .map_err(StartError::Tls)?;
     db::apply_schema(database_url)
         .await
         .map_err(StartError::Database)?;
@@ -171,14 +186,14 @@ pub async fn start(
         .local_addr()
         .map_err(|error| StartError::Bind(listen, error))?;
 
-    let app = Arc::new(app::App {
+    let app = Arc::new(app::App::new(
         config,
         db,
-        hub: hub.clone(),
-        metrics: metrics.clone(),
+        hub.clone(),
+        metrics.clone(),
         shutdown,
-    });
-    let serving = tokio::spawn(server::serve(listener, app));
+    ));
+    let serving = tokio::spawn(server::serve(listener, app, tls));
     Ok(Handle {
         addr,
         metrics,
@@ -186,4 +201,27 @@ pub async fn start(
         trigger,
         serving,
     })
+}
+
+/// Raises this process's soft limit on open files to its hard limit and returns the new limit.
+/// Every stream is a socket: the common default soft limit (1024) would cap a server, a test or
+/// the benchmark at about a thousand streams.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }

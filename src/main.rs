@@ -23,6 +23,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    match taskstream::raise_open_files_limit() {
+        Ok(limit) if (limit as usize) < cli.max_streams + 100 => eprintln!(
+            "taskstream: warning: only {limit} open files allowed, fewer than --max-streams {}",
+            cli.max_streams
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("taskstream: warning: cannot raise the open files limit: {error}"),
+    }
     let (database_url, cluster) = match &cli.database_url {
         Some(url) => (url.clone(), None),
         None => {
@@ -65,10 +73,13 @@ async fn run(cli: Cli) -> ExitCode {
     }
 
     wait_for_signal().await;
-    eprintln!("taskstream: shutting down");
+    eprintln!("taskstream: shutting down (again to stop at once)");
     stop_demo.trigger();
     server.shutdown();
-    server.stopped().await;
+    tokio::select! {
+        () = server.stopped() => {}
+        () = wait_for_signal() => eprintln!("taskstream: stopping at once"),
+    }
     if let Some(cluster) = cluster {
         let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
     }

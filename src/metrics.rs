@@ -2,7 +2,9 @@
 //! in the Prometheus text format (prometheus-client: atomics underneath, and a maintained
 //! encoder of the exposition format instead of one of ours).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -10,7 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The kinds of database query, for counting and timing them.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum QueryKind {
     /// One task's status and latest session.
     Position,
@@ -27,7 +29,7 @@ pub enum QueryKind {
 }
 
 /// Why a stream ended.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum EndReason {
     /// The task left `InProgress` (or was deleted) and `complete` was sent.
     Complete,
@@ -37,8 +39,53 @@ pub enum EndReason {
     Slow,
     /// The server is shutting down.
     Shutdown,
+    /// The client's token expired.
+    TokenExpired,
+    /// The stream reached its maximum lifetime (rebalancing).
+    Lifetime,
     /// A database error cut the stream short; the client resumes by cursor.
     Error,
+}
+
+impl QueryKind {
+    /// The label value (Prometheus style: lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::Position => "position",
+            QueryKind::Positions => "positions",
+            QueryKind::Events => "events",
+            QueryKind::Tasks => "tasks",
+            QueryKind::Task => "task",
+            QueryKind::Ping => "ping",
+        }
+    }
+}
+
+impl EndReason {
+    /// The label value, also used in the log line of a stream's end.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Complete => "complete",
+            EndReason::ClientGone => "client_gone",
+            EndReason::Slow => "slow",
+            EndReason::Shutdown => "shutdown",
+            EndReason::TokenExpired => "token_expired",
+            EndReason::Lifetime => "lifetime",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+impl EncodeLabelValue for QueryKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for EndReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Label set of [`Metrics::queries`].
@@ -58,6 +105,8 @@ pub struct EndLabels {
 /// Every counter of one server. Cheap to update from any task (atomics).
 #[derive(Debug)]
 pub struct Metrics {
+    /// Open client connections (HTTP/1 or HTTP/2, streaming or not).
+    pub connections: Gauge,
     /// Streams whose stream task is running.
     pub open_streams: Gauge,
     /// Tails in the hub (watched tasks).
@@ -84,6 +133,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let connections = Gauge::default();
         let open_streams = Gauge::default();
         let live_tails = Gauge::default();
         let events_sent = Counter::default();
@@ -107,6 +157,11 @@ impl Default for Metrics {
             .set(1);
 
         let mut registry = Registry::with_prefix("taskstream");
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         registry.register("open_streams", "Open event streams", open_streams.clone());
         registry.register(
             "live_tails",
@@ -152,6 +207,7 @@ impl Default for Metrics {
         registry.register("build_info", "Build information", build_info);
 
         Metrics {
+            connections,
             open_streams,
             live_tails,
             events_sent,

@@ -5,9 +5,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::app::App;
+use crate::auth::{self, Denied, Grant, TOKEN_COOKIE};
 use crate::cursor::Cursor;
 use crate::db::{TaskListing, TaskPosition};
 use crate::request;
@@ -19,18 +21,39 @@ use crate::viewer;
 /// Longest `/readyz` waits for PostgreSQL before answering `503`.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Seconds a client is told to wait (`retry-after`) when the server is full or the database is
+/// down.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 /// Answers one request.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let response = match (req.method(), segments.as_slice()) {
+    let mut response = route(&app, &req).await;
+    if let Some(cors) = &app.cors {
+        cors.decorate(req.headers(), response.headers_mut());
+    }
+    Ok(response)
+}
+
+async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > app.config.max_url_bytes {
+        return response::error(StatusCode::URI_TOO_LONG, "request target too long");
+    }
+    let segments: Vec<&str> = req.uri().path().split('/').skip(1).collect();
+    match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => healthz(),
-        (&Method::GET, ["readyz"]) => readyz(&app).await,
-        (&Method::GET, ["metrics"]) => metrics(&app),
-        (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(&app, &req, id).await,
-        (&Method::GET, [""]) => index(&app, req.uri().query()).await,
-        (&Method::GET, ["tasks", id]) => task_page(&app, id).await,
-        (&Method::GET, ["assets", name]) => asset(&req, name),
+        (&Method::GET, ["readyz"]) => readyz(app).await,
+        (&Method::GET, ["metrics"]) => metrics(app, req.headers()),
+        (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(app, req, id).await,
+        (&Method::GET, [""]) => index(app, req).await,
+        (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
+        (&Method::GET, ["assets", name]) => asset(req, name),
+        (&Method::POST, ["session"]) => session(app, req.headers()),
+        (&Method::OPTIONS, ["metrics" | "session"] | ["tasks", _, "events", "stream"])
+            if app.cors.is_some() =>
+        {
+            preflight(app, req.headers())
+        }
         (
             _,
             ["healthz"]
@@ -41,9 +64,9 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>,
             | ["tasks", _]
             | ["assets", _],
         ) => response::method_not_allowed("GET"),
+        (_, ["session"]) => response::method_not_allowed("POST"),
         _ => response::error(StatusCode::NOT_FOUND, "no such path"),
-    };
-    Ok(response)
+    }
 }
 
 /// `200` while the process serves.
@@ -54,20 +77,23 @@ fn healthz() -> Response<Body> {
 /// `200` when PostgreSQL answers, `503` otherwise or while the server drains.
 async fn readyz(app: &App) -> Response<Body> {
     if app.shutdown.is_triggered() {
-        return response::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return unavailable("shutting down");
     }
     match tokio::time::timeout(READY_TIMEOUT, app.db.ping()).await {
         Ok(Ok(())) => response::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
         Ok(Err(error)) => {
             tracing::warn!(%error, "not ready");
-            response::error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            unavailable("database unavailable")
         }
-        Err(_) => response::error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        Err(_) => unavailable("database unavailable"),
     }
 }
 
-/// The counters in the Prometheus text format.
-fn metrics(app: &App) -> Response<Body> {
+/// The counters in the OpenMetrics text format (a token is needed when auth is on).
+fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
+    if let Err(denied) = authorize(app, headers) {
+        return unauthorized(denied);
+    }
     response::with_type(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -77,19 +103,28 @@ fn metrics(app: &App) -> Response<Body> {
 
 /// `GET /`: the viewer's task list, newest first, one capped page at a time (`?limit=`,
 /// `?before=`).
-async fn index(app: &App, query: Option<&str>) -> Response<Body> {
-    let page = match request::list_page(query) {
+/// With authentication on, it lists only the tasks the reader's token covers.
+async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let page = match request::list_page(req.uri().query()) {
         Ok(page) => page,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
+    let grant = match authorize(app, req.headers()) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    let only = grant.and_then(|grant| grant.task_ids());
     // One row more than the page tells whether an older page exists.
     let listing = TaskListing {
         limit: page.limit + 1,
         before: page.before.as_deref(),
-        // Authentication (design.md §4) passes the task ids the reader's token covers here.
-        only: None,
+        only: only.as_deref(),
     };
-    match app.db.tasks(listing).await {
+    let tasks = {
+        let _turn = app.read_slot().await;
+        app.db.tasks(listing).await
+    };
+    match tasks {
         Ok(mut tasks) => {
             let more = tasks.len() as i64 > page.limit;
             tasks.truncate(page.limit as usize);
@@ -102,13 +137,25 @@ async fn index(app: &App, query: Option<&str>) -> Response<Body> {
     }
 }
 
-/// `GET /tasks/{id}`: the viewer's live page of one task.
-async fn task_page(app: &App, segment: &str) -> Response<Body> {
+/// `GET /tasks/{id}`: the viewer's live page of one task (a token that covers it when
+/// authentication is on).
+async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
     let task_id = match request::task_id(segment) {
         Ok(id) => id,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
-    match app.db.task(&task_id).await {
+    match authorize(app, headers) {
+        Ok(Some(grant)) if !grant.covers(&task_id) => {
+            return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
+        }
+        Ok(_) => {}
+        Err(denied) => return unauthorized(denied),
+    }
+    let task = {
+        let _turn = app.read_slot().await;
+        app.db.task(&task_id).await
+    };
+    match task {
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
         Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
         Err(error) => {
@@ -131,6 +178,47 @@ fn asset<B>(req: &Request<B>, name: &str) -> Response<Body> {
     }
 }
 
+/// `POST /session`: a valid bearer token becomes the `taskstream_token` cookie, so that a page
+/// can hand its token to EventSource (which cannot set headers).
+fn session(app: &App, headers: &HeaderMap) -> Response<Body> {
+    let Some(auth) = &app.auth else {
+        return response::error(StatusCode::NOT_FOUND, "authentication is off");
+    };
+    let Some(token) = auth::bearer_token(headers) else {
+        return unauthorized(Denied::Missing);
+    };
+    let grant = match auth.verify(&token) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    let same_site = match &app.cors {
+        Some(cors) if cors.credentials() => "SameSite=None; Secure",
+        _ if app.tls => "SameSite=Lax; Secure",
+        _ => "SameSite=Lax",
+    };
+    let cookie = format!(
+        "{TOKEN_COOKIE}={token}; Max-Age={}; Path=/; HttpOnly; {same_site}",
+        grant.remaining().as_secs()
+    );
+    let mut answer = response::empty(StatusCode::NO_CONTENT);
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            answer.headers_mut().insert(SET_COOKIE, value);
+            answer
+        }
+        // A verified JWT is base64url and dots: it always fits in a header.
+        Err(_) => response::error(StatusCode::BAD_REQUEST, "token cannot be a cookie"),
+    }
+}
+
+/// A preflight `OPTIONS` (CORS on).
+fn preflight(app: &App, headers: &HeaderMap) -> Response<Body> {
+    match &app.cors {
+        Some(cors) => cors.preflight(headers),
+        None => response::method_not_allowed("GET"),
+    }
+}
+
 /// `GET /tasks/{id}/events/stream`: the task's latest session as Server-Sent Events.
 async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Response<Body> {
     let task_id = match request::task_id(segment) {
@@ -141,10 +229,27 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
         Ok(cursor) => cursor,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
+    let grant = match authorize(app, req.headers()) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    if grant.as_ref().is_some_and(|grant| !grant.covers(&task_id)) {
+        return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
+    }
+    if app.shutdown.is_triggered() {
+        return unavailable("shutting down");
+    }
+    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
+        return unavailable("too many open streams");
+    };
     // Subscribe before reading the position: whatever commits after the read then reaches the
     // stream live, and whatever committed before is in the table.
     let subscription = app.hub.subscribe(&task_id);
-    let position = match app.db.position(&task_id).await {
+    let position = {
+        let _turn = app.read_slot().await;
+        app.db.position(&task_id).await
+    };
+    let position = match position {
         Ok(Some(position)) => position,
         Ok(None) => return response::error(StatusCode::NOT_FOUND, "no such task"),
         Err(error) => {
@@ -166,9 +271,35 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
             position,
             cursor,
             abort: req.extensions().get::<ConnectionAbort>().cloned(),
+            token_expires: grant.map(|grant| grant.expires_at),
+            slot,
         },
     );
     response::event_stream(body)
+}
+
+/// The request's grant: `Ok(None)` when authentication is off.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<Option<Grant>, Denied> {
+    match &app.auth {
+        None => Ok(None),
+        Some(auth) => auth.authorize(headers).map(Some),
+    }
+}
+
+/// `401` with the `www-authenticate` challenge (RFC 6750).
+fn unauthorized(denied: Denied) -> Response<Body> {
+    let (message, challenge) = match denied {
+        Denied::Missing => ("a token is required", r#"Bearer realm="taskstream""#),
+        Denied::Invalid => (
+            "the token is invalid or expired",
+            r#"Bearer realm="taskstream", error="invalid_token""#,
+        ),
+    };
+    let mut answer = response::error(StatusCode::UNAUTHORIZED, message);
+    answer
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    answer
 }
 
 /// Whether a `complete` cursor has nothing left to receive: the task is still not
@@ -186,10 +317,9 @@ fn already_complete(cursor: &Cursor, position: &TaskPosition) -> bool {
 
 /// `503` with a `retry-after` hint.
 fn unavailable(message: &str) -> Response<Body> {
-    let mut response = response::error(StatusCode::SERVICE_UNAVAILABLE, message);
-    response.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("2"),
-    );
-    response
+    let mut answer = response::error(StatusCode::SERVICE_UNAVAILABLE, message);
+    answer
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    answer
 }

@@ -15,25 +15,27 @@
 //! timeout is disconnected. Either way it resumes by cursor and loses nothing.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, Sleep, timeout};
 
 use crate::app::App;
 use crate::cursor::Cursor;
 use crate::db::{Session, TaskPosition};
 use crate::event;
-use crate::hub::{Live, LiveEvent, Subscription};
+use crate::hub::{Live, Subscription};
 use crate::metrics::EndReason;
 use crate::server::ConnectionAbort;
-use crate::shutdown::Shutdown;
 use crate::sse;
 
 /// Frames are coalesced into chunks of up to this many bytes before they go to the socket, so
@@ -71,6 +73,10 @@ pub struct Start {
     pub cursor: Option<Cursor>,
     /// Closes the client's connection if it stops reading (absent outside a real server).
     pub abort: Option<ConnectionAbort>,
+    /// When the client's token expires (authentication on): the stream ends then.
+    pub token_expires: Option<SystemTime>,
+    /// The stream's place under `max_streams`, held until it ends.
+    pub slot: OwnedSemaphorePermit,
 }
 
 /// The sending side of one response body, with the client's pace rules.
@@ -78,9 +84,14 @@ struct Outlet {
     tx: mpsc::Sender<BodyFrame>,
     /// Fires when the stream has been silent for the keep-alive interval.
     keepalive: Pin<Box<Sleep>>,
+    /// Resolves when the stream must end for a reason of the server's: shutdown (after this
+    /// stream's share of the spread), token expiry, or the maximum lifetime.
+    ending: Ending,
     app: Arc<App>,
-    shutdown: Shutdown,
 }
+
+/// See [`Outlet::ending`].
+type Ending = Pin<Box<dyn Future<Output = EndReason> + Send>>;
 
 /// How a live phase ended without ending the stream.
 enum LiveExit {
@@ -111,7 +122,7 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
     let out = Outlet {
         tx,
         keepalive,
-        shutdown: app.shutdown.clone(),
+        ending: ending(&app, start.token_expires),
         app: app.clone(),
     };
     app.metrics.open_streams.inc();
@@ -131,11 +142,12 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
             session = task.session.as_ref().map_or("", |s| s.id.as_str()),
             duration_ms = started.elapsed().as_millis() as u64,
             events = task.sent,
-            reason = ?reason,
+            reason = reason.as_str(),
             "stream ended"
         );
         app.metrics.record_end(reason);
         app.metrics.open_streams.dec();
+        drop(start.slot);
     });
     StreamBody::new(FrameReceiver(rx))
 }
@@ -166,7 +178,7 @@ impl StreamTask {
         loop {
             let position = match known.take() {
                 Some(position) => position,
-                None => match self.app.db.position(&self.task_id).await {
+                None => match read_position(&self.app, &self.task_id).await {
                     Ok(Some(position)) => position,
                     Ok(None) => return self.complete().await, // deleted
                     Err(error) => {
@@ -229,10 +241,14 @@ impl StreamTask {
         };
         let batch = self.app.config.replay_batch;
         loop {
-            if self.out.shutdown.is_triggered() {
+            if self.app.shutdown.is_triggered() {
                 return Err(EndReason::Shutdown);
             }
-            let rows = match self.app.db.events(&session.id, self.seq, batch).await {
+            let rows = {
+                let _turn = self.app.read_slot().await;
+                self.app.db.events(&session.id, self.seq, batch).await
+            };
+            let rows = match rows {
                 Ok(rows) => rows,
                 Err(error) => {
                     tracing::warn!(task = %self.task_id, %error, "replay failed");
@@ -274,7 +290,7 @@ impl StreamTask {
         loop {
             let first = tokio::select! {
                 biased;
-                _ = self.out.shutdown.wait() => return Err(EndReason::Shutdown),
+                reason = &mut self.out.ending => return Err(reason),
                 received = self.subscription.live.recv() => received,
                 () = &mut self.out.keepalive => {
                     self.out.send(Bytes::from_static(sse::KEEP_ALIVE)).await?;
@@ -287,7 +303,7 @@ impl StreamTask {
             let mut single: Option<Bytes> = None;
             while let Some(received) = next.take() {
                 let exit = match received {
-                    Ok(Live::Event(event)) => match self.place(&event) {
+                    Ok(Live::Event(event)) => match self.place(&event.session, event.seq) {
                         Place::Next => {
                             self.session = Some(event.session.clone());
                             self.seq = event.seq;
@@ -311,6 +327,10 @@ impl StreamTask {
                         }
                         Place::Sent => None,
                         Place::Gap => Some(LiveExit::Behind),
+                    },
+                    Ok(Live::Advanced { session, seq }) => match self.place(&session, seq) {
+                        Place::Sent => None,
+                        Place::Next | Place::Gap => Some(LiveExit::Behind),
                     },
                     Ok(Live::Complete { head }) => {
                         if self.is_at(&head) {
@@ -355,21 +375,21 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Where a live event stands relative to what this stream has sent.
-    fn place(&self, event: &LiveEvent) -> Place {
+    /// Where event `seq` of `session` stands relative to what this stream has sent.
+    fn place(&self, session: &Session, seq: i64) -> Place {
         match &self.session {
-            Some(current) if current.id == event.session.id => {
-                if event.seq <= self.seq {
+            Some(current) if current.id == session.id => {
+                if seq <= self.seq {
                     Place::Sent
-                } else if event.seq == self.seq + 1 {
+                } else if seq == self.seq + 1 {
                     Place::Next
                 } else {
                     Place::Gap
                 }
             }
-            Some(current) if !event.session.is_newer_than(current) => Place::Sent,
+            Some(current) if !session.is_newer_than(current) => Place::Sent,
             // A newer session (or the first one): its first event follows on directly.
-            _ if event.seq == 1 => Place::Next,
+            _ if seq == 1 => Place::Next,
             _ => Place::Gap,
         }
     }
@@ -394,6 +414,15 @@ impl StreamTask {
             .send(sse::event(&cursor.to_string(), "complete", "{}"))
             .await
     }
+}
+
+/// Reads the task's position on behalf of a client (in its turn among client reads).
+async fn read_position(
+    app: &App,
+    task_id: &str,
+) -> Result<Option<TaskPosition>, crate::db::DbError> {
+    let _turn = app.read_slot().await;
+    app.db.position(task_id).await
 }
 
 /// See [`StreamTask::place`].
@@ -422,7 +451,7 @@ impl Outlet {
                         Ok(Err(_)) => Err(EndReason::ClientGone),
                         Err(_) => Err(EndReason::Slow),
                     },
-                    _ = self.shutdown.wait() => Err(EndReason::Shutdown),
+                    reason = &mut self.ending => Err(reason),
                 }
             }
         };
@@ -433,4 +462,46 @@ impl Outlet {
         }
         result
     }
+}
+
+/// The stream's [`Ending`]: the first of shutdown (plus a random share of the spread, so that
+/// thousands of clients do not reconnect to the remaining instances in one burst), token
+/// expiry, and the maximum lifetime (minus up to 10 % jitter, so that streams opened together
+/// do not all end together).
+fn ending(app: &App, token_expires: Option<SystemTime>) -> Ending {
+    let mut shutdown = app.shutdown.clone();
+    let spread = jitter(app.config.drain_deadline / 2);
+    let expiry = token_expires.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+    let lifetime = app
+        .config
+        .max_stream_lifetime
+        .map(|lifetime| lifetime - jitter(lifetime / 10));
+    Box::pin(async move {
+        let after = |delay: Option<Duration>, reason: EndReason| async move {
+            match delay {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    reason
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.wait() => {
+                tokio::time::sleep(spread).await;
+                EndReason::Shutdown
+            }
+            reason = after(expiry, EndReason::TokenExpired) => reason,
+            reason = after(lifetime, EndReason::Lifetime) => reason,
+        }
+    })
+}
+
+/// A uniformly random duration in `[0, max)` (std's per-instance random hash keys are enough
+/// randomness to spread reconnects).
+fn jitter(max: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    max.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
 }

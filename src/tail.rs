@@ -14,7 +14,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::db::{Db, Session, TaskPosition};
 use crate::event;
-use crate::hub::{Live, LiveEvent, Resync};
+use crate::hub::{LIVE_CAPACITY, Live, LiveEvent, Resync};
+
+/// The most rows a tail reads and publishes to catch up. Beyond it, subscribers could not take
+/// them from the ring anyway: the tail moves its head and they read the table themselves.
+const MAX_TAIL_READ: i64 = LIVE_CAPACITY as i64 / 2;
 
 /// What the hub sends a tail.
 #[derive(Debug)]
@@ -99,6 +103,9 @@ impl Tail {
                 body,
                 at,
             } => {
+                if self.head.is_none() {
+                    return self.first_notification(&session, seq, body, at).await;
+                }
                 if let Some(Head {
                     session: Some(current),
                     seq: last,
@@ -121,6 +128,44 @@ impl Tail {
         }
     }
 
+    /// The first notification a new tail receives. The tail was registered before its first
+    /// subscriber read anything, and notifications arrive in commit order, so every row of the
+    /// session before this one was committed before that read and is in every subscriber's
+    /// replay: the tail starts right before this event and publishes it, with one position
+    /// query (for the session's start time) however many clients are waiting.
+    async fn first_notification(
+        &mut self,
+        session: &str,
+        seq: i64,
+        body: Option<(String, String)>,
+        at: Instant,
+    ) {
+        let position = match self.db.position(&self.task_id).await {
+            Ok(position) => position,
+            Err(error) => return tracing::warn!(task = %self.task_id, %error, "tail read failed"),
+        };
+        let latest = position.as_ref().and_then(|p| p.head.clone());
+        let Some((latest, _)) = latest.filter(|(s, last)| s.id == session && seq <= *last) else {
+            // Another session, or a task that is gone: take the position as observed.
+            return self.apply(position).await;
+        };
+        self.head = Some(Head {
+            session: Some(latest.clone()),
+            seq: seq - 1,
+        });
+        match &body {
+            Some((event_type, content)) => self.publish(latest, seq, event_type, content, Some(at)),
+            None => {
+                if let Err(error) = self.publish_rows(latest).await {
+                    tracing::warn!(task = %self.task_id, %error, "tail read failed");
+                }
+            }
+        }
+        if position.is_some_and(|p| !p.in_progress) {
+            self.publish_complete();
+        }
+    }
+
     /// Reads the task's position and catches up with it. On a database error the tail keeps
     /// its state: the next poll tick observes the position again.
     async fn reread(&mut self) {
@@ -138,30 +183,53 @@ impl Tail {
         let Some(position) = position else {
             return self.publish_complete();
         };
-        let head = self.head.get_or_insert(Head {
-            session: None,
-            seq: 0,
-        });
-        if let Some((latest, last_seq)) = position.head {
-            let newer = match &head.session {
-                Some(current) => latest.is_newer_than(current),
-                None => true,
-            };
-            if newer {
-                head.session = Some(latest.clone());
-                head.seq = 0;
+        match (position.head, &mut self.head) {
+            // First knowledge. Subscribers replayed what was stored before they subscribed, so
+            // the rows up to here are theirs already: the tail only says where it stands, and
+            // a subscriber whose replay stopped short catches up.
+            (Some((latest, last_seq)), None) => self.advance(latest, last_seq),
+            (Some((latest, last_seq)), Some(head)) => {
+                if head
+                    .session
+                    .as_ref()
+                    .is_none_or(|current| latest.is_newer_than(current))
+                {
+                    head.session = Some(latest.clone());
+                    head.seq = 0;
+                }
+                let behind = match &head.session {
+                    Some(current) if current.id == latest.id => last_seq - head.seq,
+                    _ => 0,
+                };
+                if behind > MAX_TAIL_READ {
+                    // More than subscribers could take from the ring: they read the table.
+                    self.advance(latest, last_seq);
+                } else if behind > 0
+                    && let Err(error) = self.publish_rows(latest).await
+                {
+                    tracing::warn!(task = %self.task_id, %error, "tail read failed");
+                    return;
+                }
             }
-            if head.session.as_ref().is_some_and(|s| s.id == latest.id)
-                && last_seq > head.seq
-                && let Err(error) = self.publish_rows(latest).await
-            {
-                tracing::warn!(task = %self.task_id, %error, "tail read failed");
-                return;
+            (None, head) => {
+                head.get_or_insert(Head {
+                    session: None,
+                    seq: 0,
+                });
             }
         }
         if !position.in_progress {
             self.publish_complete();
         }
+    }
+
+    /// Moves the head without publishing the rows in between, and says so.
+    fn advance(&mut self, session: Arc<Session>, seq: i64) {
+        self.head = Some(Head {
+            session: Some(session.clone()),
+            seq,
+        });
+        let _ = self.live.send(Live::Advanced { session, seq });
     }
 
     /// Publishes every stored row of `session` past the head, a batch at a time.

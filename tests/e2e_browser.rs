@@ -18,9 +18,19 @@ use std::path::Path;
 use serde_json::Value;
 use support::e2e::{Browser, PAGE_STATE};
 use support::{TestServer, fast_config, numbered};
+use taskstream::Config;
 use taskstream::db::Session;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
+
+/// The test configuration, with a short drain deadline: a restarting server closes its
+/// streams spread over the first half of it, and the tests wait for that.
+fn config() -> Config {
+    Config {
+        drain_deadline: std::time::Duration::from_secs(1),
+        ..fast_config()
+    }
+}
 
 /// The cursor the server gives event `seq` of `session`.
 fn cursor(session: &str, seq: i64) -> String {
@@ -61,7 +71,7 @@ async fn wait_for_state(browser: &mut Browser, state: &str) {
 /// A server with task `t` in progress and events `e 0` … `e n-1` in session `s1`, and a
 /// browser on the task's page showing them.
 async fn watching(n: usize) -> (TestServer, Browser) {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", n).await;
     let mut browser = Browser::launch().await;
@@ -95,7 +105,7 @@ async fn assert_no_page_errors(browser: &mut Browser, allowed: &[&str]) {
 /// and the page closes its EventSource.
 #[tokio::test]
 async fn events_appear_in_order_as_cards_and_complete_closes_the_stream() {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server
         .db
         .execute(
@@ -246,7 +256,7 @@ async fn events_appear_in_order_as_cards_and_complete_closes_the_stream() {
 async fn the_browser_resumes_with_last_event_id_after_a_server_restart() {
     let (server, mut browser) = watching(5).await;
 
-    let server = server.restart(fast_config()).await;
+    let server = server.restart(config()).await;
     for i in 5..10 {
         server
             .event("t", "s1", "assistant", &format!("e {i}"))
@@ -290,7 +300,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
     let (server, mut browser) = watching(3).await;
 
     browser.refuse_streams(Some(503)).await;
-    let server = server.restart(fast_config()).await;
+    let server = server.restart(config()).await;
     wait_for_state(&mut browser, "unavailable").await;
     let text = browser.eval(PAGE_STATE).await["text"].clone();
     assert!(
@@ -336,7 +346,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
 /// retrying; "Try again" reconnects once the reader has signed in.
 #[tokio::test]
 async fn a_401_asks_to_sign_in_again() {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 2).await;
 
@@ -379,7 +389,7 @@ async fn a_401_asks_to_sign_in_again() {
 /// scrolls up, the page stays put and offers a button to jump to the newest card.
 #[tokio::test]
 async fn the_page_follows_new_cards_until_the_reader_scrolls_up() {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 30).await;
 
@@ -416,7 +426,7 @@ async fn the_page_follows_new_cards_until_the_reader_scrolls_up() {
 /// created from it and no script runs.
 #[tokio::test]
 async fn hostile_content_renders_as_text() {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server
         .db
         .execute(

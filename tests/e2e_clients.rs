@@ -13,6 +13,7 @@ mod support;
 use serde_json::Value;
 use support::e2e::{Script, node, python};
 use support::{TestServer, fast_config, numbered};
+use taskstream::Config;
 use taskstream::db::Session;
 
 /// Events written before the restart, and after it.
@@ -48,6 +49,15 @@ impl Seen {
     }
 }
 
+/// The test configuration, with a short drain deadline: a restarting server closes its
+/// streams spread over the first half of it, and the tests wait for that.
+fn config() -> Config {
+    Config {
+        drain_deadline: std::time::Duration::from_secs(1),
+        ..fast_config()
+    }
+}
+
 /// The cursor the server gives event `seq` of `session`.
 fn cursor(session: &str, seq: i64) -> String {
     Session::new(session.to_owned(), 0).cursor(seq)
@@ -56,7 +66,7 @@ fn cursor(session: &str, seq: i64) -> String {
 /// Runs `client` (given the stream URL) through a server restart between event `BEFORE` and
 /// event `BEFORE + 1`, then checks it ended with every event once, resuming by `Last-Event-ID`.
 async fn resumes_across_a_restart(start: impl FnOnce(&str) -> Script) {
-    let server = TestServer::start(fast_config()).await;
+    let server = TestServer::start(config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", BEFORE).await;
 
@@ -67,7 +77,7 @@ async fn resumes_across_a_restart(start: impl FnOnce(&str) -> Script) {
         assert!(seen.read(&mut client).await, "complete came early");
     }
 
-    let server = server.restart(fast_config()).await;
+    let server = server.restart(config()).await;
     for i in BEFORE..BEFORE + AFTER {
         server
             .event("t", "s1", "assistant", &format!("e {i}"))

@@ -32,7 +32,8 @@ pub use sse_parser::{SseEvent, SseParser};
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// Longest a server may take to stop when nothing misbehaves (its drain deadline is longer).
+/// Longest [`TestServer::restart`] lets a server take to stop: give a server that restarts a
+/// drain deadline well under this (its streams close spread over the first half of it).
 pub const PROMPT_STOP: Duration = Duration::from_secs(5);
 
 /// This test binary's cluster, started on first use.
@@ -107,7 +108,7 @@ impl TestServer {
     /// Shuts this server down as a deploy does (its open streams end and their clients
     /// reconnect) and starts a new one with `config` on the same address and database. Fails
     /// if the old one takes longer than [`PROMPT_STOP`] to stop: open streams must end by
-    /// themselves on shutdown, not wait for the drain deadline.
+    /// themselves on shutdown.
     pub async fn restart(self, config: Config) -> TestServer {
         let addr = self.addr();
         self.handle.shutdown();
@@ -255,6 +256,12 @@ impl Sse {
             raw: Vec::new(),
             ended: false,
         }
+    }
+
+    /// The id of the last event received, if any.
+    pub fn last_id(&self) -> Option<String> {
+        let id = &self.parser.last_id;
+        (!id.is_empty()).then(|| id.clone())
     }
 
     /// A response header as text.

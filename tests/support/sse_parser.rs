@@ -29,7 +29,8 @@ pub struct SseParser {
     started: bool,
     data: String,
     event: String,
-    last_id: String,
+    /// The last event ID (what EventSource would send as `Last-Event-ID`).
+    pub last_id: String,
     /// The last `retry` value seen.
     pub retry: Option<u64>,
     /// Comment lines seen (without the colon).

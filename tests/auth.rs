@@ -2,30 +2,14 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{EncodingKey, Header};
+
 use support::*;
 use taskstream::Config;
 use taskstream::config::Secret;
 use taskstream::metrics::EndReason;
-
-const SECRET: &str = "test-secret-that-is-long-enough";
-
-/// A token for `tasks` that expires `ttl` seconds from now (negative: already expired).
-fn token(tasks: &[&str], ttl: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let claims = serde_json::json!({ "tasks": tasks, "exp": now + ttl });
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("encode token")
-}
 
 async fn auth_server() -> TestServer {
     let server = TestServer::start(Config {

@@ -6,7 +6,9 @@ mod support;
 
 use std::sync::Arc;
 
-use support::{Sse, TestServer, fast_config};
+use support::{SECRET, Sse, TestServer, fast_config, token};
+use taskstream::Config;
+use taskstream::config::Secret;
 use taskstream::db::{Db, TaskListing};
 use taskstream::metrics::Metrics;
 use taskstream::request::MAX_PAGE_SIZE;
@@ -220,4 +222,37 @@ async fn the_task_list_can_be_limited_to_given_ids() {
         .expect("list");
     let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["c", "a"], "newest first, only the allowed ids");
+}
+
+/// With authentication on, the pages need a token like the streams: `/` lists only the tasks
+/// the token covers, a task page it does not cover is `403`, and no token is `401`. The
+/// stylesheet and script hold no data and stay open.
+#[tokio::test]
+async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
+    let server = TestServer::start(Config {
+        jwt_secret: Some(Secret(SECRET.to_owned())),
+        ..fast_config()
+    })
+    .await;
+    for id in ["a", "b", "c"] {
+        server.task(id, "Open").await;
+    }
+    let cookie = format!("taskstream_token={}", token(&["a", "c"], 60));
+    let with_token = |path: &'static str| {
+        let cookie = cookie.clone();
+        let addr = server.addr();
+        async move { Sse::get(addr, path, &[("cookie", &cookie)]).await }
+    };
+
+    let index = with_token("/").await;
+    assert_eq!(index.status, 200);
+    assert_eq!(linked_ids(&index.text().await), ["c", "a"]);
+    assert_eq!(with_token("/tasks/a").await.status, 200);
+    assert_eq!(with_token("/tasks/b").await.status, 403);
+    for path in ["/", "/tasks/a"] {
+        let response = get(&server, path).await;
+        assert_eq!(response.status, 401, "{path}");
+        assert!(response.header("www-authenticate").is_some(), "{path}");
+    }
+    assert_eq!(get(&server, "/assets/viewer.js").await.status, 200);
 }

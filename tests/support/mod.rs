@@ -79,6 +79,25 @@ pub fn fast_config() -> Config {
     }
 }
 
+/// The JWT secret of the tests that turn authentication on.
+pub const SECRET: &str = "test-secret-that-is-long-enough";
+
+/// A token signed with [`SECRET`] for `tasks` that expires `ttl` seconds from now (negative:
+/// already expired).
+pub fn token(tasks: &[&str], ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let claims = serde_json::json!({ "tasks": tasks, "exp": now + ttl });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode token")
+}
+
 /// A server on its own fresh database, plus an agent-like writer connection.
 pub struct TestServer {
     /// The running server.

@@ -2,7 +2,8 @@
 //! loopback and reads the stream with its own EventSource. Proves that events appear in order
 //! as cards shaped by kind, that `complete` shows and closes the stream, that the browser
 //! resumes with `Last-Event-ID` after the server restarts with no card lost or repeated, that
-//! refused streams (`503`, `401`) are handled by the page, that the page follows new cards only
+//! refused streams (`503` when the server is full, `401` when the token expired) are handled
+//! by the page, that the page follows new cards only
 //! while the reader is at the end, and that hostile content stays text. Saves
 //! `target/viewer.png` and `target/viewer-phone.png` for people to look at.
 //!
@@ -14,11 +15,13 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 use support::e2e::{Browser, PAGE_STATE};
-use support::{TestServer, fast_config, numbered};
+use support::{SECRET, TestServer, fast_config, numbered, token};
 use taskstream::Config;
+use taskstream::config::Secret;
 use taskstream::db::Session;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
@@ -27,7 +30,7 @@ const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="wind
 /// streams spread over the first half of it, and the tests wait for that.
 fn config() -> Config {
     Config {
-        drain_deadline: std::time::Duration::from_secs(1),
+        drain_deadline: Duration::from_secs(1),
         ..fast_config()
     }
 }
@@ -293,14 +296,28 @@ async fn the_browser_resumes_with_last_event_id_after_a_server_restart() {
     browser.close().await;
 }
 
-/// A stream refused with `503` (EventSource gives up on any status but 200) is retried by the
-/// page with backoff, from its last cursor, and nothing is lost or repeated.
+/// A stream refused with `503` (here: the server is full) is retried by the page with backoff,
+/// from its last cursor, since EventSource gives up for good on any status but 200; nothing is
+/// lost or repeated.
 #[tokio::test]
 async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
-    let (server, mut browser) = watching(3).await;
+    // One stream at most, and a long `retry:` hint, so that the test's own stream surely takes
+    // the only slot before the browser reconnects.
+    let full = || Config {
+        max_streams: 1,
+        retry: Duration::from_secs(3),
+        ..config()
+    };
+    let server = TestServer::start(full()).await;
+    server.task("t", "InProgress").await;
+    server.events("t", "s1", "e", 3).await;
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_cards(&mut browser, 3).await;
 
-    browser.refuse_streams(Some(503)).await;
-    let server = server.restart(config()).await;
+    let server = server.restart(full()).await;
+    let hog = server.stream("t").await;
+    assert_eq!(hog.status, 200, "the test's stream took the only slot");
     wait_for_state(&mut browser, "unavailable").await;
     let text = browser.eval(PAGE_STATE).await["text"].clone();
     assert!(
@@ -312,7 +329,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
             .event("t", "s1", "assistant", &format!("e {i}"))
             .await;
     }
-    browser.refuse_streams(None).await;
+    drop(hog);
     wait_for_cards(&mut browser, 6).await;
     server.status("t", "Done").await;
     wait_for_state(&mut browser, "complete").await;
@@ -323,7 +340,6 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
         numbered("e", 0..6),
         "each event once, in order"
     );
-
     let requests = browser.stream_requests().await;
     let resume = format!("last_event_id={}", cursor("s1", 3).replace(':', "%3A"));
     assert!(
@@ -342,17 +358,25 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
     browser.close().await;
 }
 
-/// A stream refused with `401` puts the page in a clear "sign in again" state and it stops
-/// retrying; "Try again" reconnects once the reader has signed in.
+/// When the reader's token expires, the server ends the stream and refuses the reconnect with
+/// `401`: the page shows a clear "sign in again" state and stops retrying. With a new token,
+/// "Try again" resumes from the last card.
 #[tokio::test]
-async fn a_401_asks_to_sign_in_again() {
-    let server = TestServer::start(config()).await;
+async fn an_expired_token_asks_to_sign_in_again() {
+    let server = TestServer::start(Config {
+        jwt_secret: Some(Secret(SECRET.to_owned())),
+        ..config()
+    })
+    .await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 2).await;
 
     let mut browser = Browser::launch().await;
-    browser.refuse_streams(Some(401)).await;
+    browser
+        .set_cookie(&url(&server, "/"), "taskstream_token", &token(&["t"], 3))
+        .await;
     browser.goto(&url(&server, "/tasks/t")).await;
+    wait_for_cards(&mut browser, 2).await;
     wait_for_state(&mut browser, "signin").await;
     let state = browser.eval(PAGE_STATE).await;
     assert!(
@@ -373,13 +397,16 @@ async fn a_401_asks_to_sign_in_again() {
         Value::Bool(false)
     );
 
-    browser.refuse_streams(None).await;
+    browser
+        .set_cookie(&url(&server, "/"), "taskstream_token", &token(&["t"], 60))
+        .await;
+    server.event("t", "s1", "assistant", "e 2").await;
     browser.click("#again").await;
-    wait_for_cards(&mut browser, 2).await;
+    wait_for_cards(&mut browser, 3).await;
     wait_for_state(&mut browser, "live").await;
     assert_eq!(
         field(&cards(&mut browser).await, "body"),
-        numbered("e", 0..2)
+        numbered("e", 0..3)
     );
     assert_no_page_errors(&mut browser, &["401"]).await;
     browser.close().await;

@@ -13,8 +13,7 @@
 //   {"cmd": "click", "selector"}
 //   {"cmd": "viewport", "width", "height"}
 //   {"cmd": "screenshot", "path"}
-//   {"cmd": "route", "status"}             answer every stream request with this status
-//                                          (0: let them through to the server again)
+//   {"cmd": "cookie", "url", "name", "value"}  set a cookie for the site of url
 //   {"cmd": "requests"}                    the stream requests so far: url, type, last-event-id
 //   {"cmd": "errors"}                      uncaught page errors and console errors so far
 import fs from 'node:fs';
@@ -23,7 +22,6 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { chromium } from 'playwright-core';
 
-const STREAM = '**/events/stream*';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'taskstream-chromium-'));
 
@@ -64,18 +62,6 @@ page.on('console', (message) => {
   if (message.type() === 'error') errors.push(`console: ${message.text()}`);
 });
 
-let routeStatus = 0;
-async function route(status) {
-  await page.unroute(STREAM);
-  routeStatus = status;
-  if (status === 0) return;
-  await page.route(STREAM, (r) => r.fulfill({
-    status: routeStatus,
-    headers: { 'content-type': 'application/json', 'retry-after': '1' },
-    body: JSON.stringify({ error: `status ${routeStatus} from the test` }),
-  }));
-}
-
 // Polls from here rather than with page.waitForFunction, which evaluates its string inside the
 // page and is therefore refused by the page's content-security-policy (no 'unsafe-eval'), as it
 // should be. The tests run with that policy enforced.
@@ -108,8 +94,8 @@ async function run(command) {
       fs.mkdirSync(path.dirname(command.path), { recursive: true });
       await page.screenshot({ path: command.path, fullPage: command.fullPage ?? false });
       return null;
-    case 'route':
-      await route(command.status);
+    case 'cookie':
+      await context.addCookies([{ name: command.name, value: command.value, url: command.url }]);
       return null;
     case 'requests':
       return await Promise.all(requests.map(async (r) => {

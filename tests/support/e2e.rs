@@ -239,9 +239,9 @@ impl Browser {
             .await;
     }
 
-    /// Answers every stream request with `status` from now on (`None`: let them through).
-    pub async fn refuse_streams(&mut self, status: Option<u16>) {
-        self.call(json!({ "cmd": "route", "status": status.unwrap_or(0) }))
+    /// Sets a cookie for the site of `url` (as a sign-in would).
+    pub async fn set_cookie(&mut self, url: &str, name: &str, value: &str) {
+        self.call(json!({ "cmd": "cookie", "url": url, "name": name, "value": value }))
             .await;
     }
 

@@ -454,7 +454,11 @@ impl RawClient {
 
 /// Asserts that `events` are exactly `expected` contents, in order, once each.
 pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
-    let got = contents(events);
+    assert_same(&contents(events), expected, who);
+}
+
+/// Asserts that `got` is `expected`, naming what is missing or duplicated when it is not.
+fn assert_same(got: &[String], expected: &[String], who: &str) {
     if got != expected {
         let missing = expected.iter().filter(|e| !got.contains(e)).count();
         let mut seen = std::collections::HashSet::new();
@@ -465,6 +469,17 @@ pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
             expected.len()
         );
     }
+}
+
+/// A connection holding an exclusive lock on `agent_events` in an open transaction: every read
+/// of events blocks until `ROLLBACK` is sent on it.
+pub async fn lock_events_table(url: &str) -> Client {
+    let locker = connect(url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE agent_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock agent_events");
+    locker
 }
 
 /// How long a following client keeps trying before it gives up.
@@ -549,17 +564,7 @@ pub fn ledger_of(events: &[SseEvent]) -> Vec<String> {
 
 /// Asserts that a client received exactly the committed rows: in order, no gap, no duplicate.
 pub fn assert_exact(received: &[SseEvent], committed: &[String], who: &str) {
-    let got = ledger_of(received);
-    if got != committed {
-        let missing = committed.iter().filter(|row| !got.contains(row)).count();
-        let mut seen = std::collections::HashSet::new();
-        let duplicated = got.iter().filter(|row| !seen.insert(*row)).count();
-        panic!(
-            "{who}: received {} events, {} committed: {missing} missing, {duplicated} duplicated",
-            got.len(),
-            committed.len()
-        );
-    }
+    assert_same(&ledger_of(received), committed, who);
 }
 
 /// A load test's count `n`, divided by `TASKSTREAM_LOAD_DIVISOR` when set (for slow machines),

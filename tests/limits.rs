@@ -100,11 +100,7 @@ async fn a_stuck_replay_ends_the_stream_cleanly() {
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 3).await;
 
-    let mut locker = connect(&server.url).await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE agent_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = lock_events_table(&server.url).await;
     let mut sse = server.stream("t").await;
     assert_eq!(sse.status, 200);
     assert!(sse.ends().await, "the stream ends without an event");
@@ -117,7 +113,7 @@ async fn a_stuck_replay_ends_the_stream_cleanly() {
         server.handle.metrics().stream_end_count(EndReason::Error),
         1
     );
-    lock.rollback().await.expect("unlock");
+    lock.batch_execute("ROLLBACK").await.expect("unlock");
 
     let mut again = server.stream("t").await;
     assert_ledger(&again.take(3).await, &numbered("e", 0..3), "after the lock");
@@ -137,11 +133,7 @@ async fn client_reads_queue_instead_of_exhausting_the_pool() {
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 3).await;
 
-    let mut locker = connect(&server.url).await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE agent_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = lock_events_table(&server.url).await;
     let mut first = server.stream("t").await; // its replay holds the only turn, stuck on the lock
     let second = tokio::spawn({
         let addr = server.addr();
@@ -158,7 +150,7 @@ async fn client_reads_queue_instead_of_exhausting_the_pool() {
         "the pool is not exhausted"
     );
 
-    lock.rollback().await.expect("unlock");
+    lock.batch_execute("ROLLBACK").await.expect("unlock");
     let mut second = second.await.expect("second client");
     assert_ledger(&first.take(3).await, &numbered("e", 0..3), "first");
     assert_ledger(&second.take(3).await, &numbered("e", 0..3), "second");

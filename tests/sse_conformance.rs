@@ -3,8 +3,11 @@
 
 mod support;
 
+use proptest::prelude::*;
 use support::{SseEvent, SseParser};
-use taskstream::sse;
+use taskstream::cursor::Cursor;
+use taskstream::db::Session;
+use taskstream::{event, sse};
 
 /// BOM, CR / LF / CRLF line ends, comments, `retry`, multi-line data, a field with no colon.
 #[test]
@@ -71,5 +74,63 @@ fn encoded_events_decode_back() {
             // SSE normalises every line end in data to LF.
             assert_eq!(event.data, data.replace("\r\n", "\n").replace('\r', "\n"));
         }
+    }
+}
+
+/// Parses a whole frame, returning its events and the parser (for what else it saw).
+fn parse_all(bytes: &[u8]) -> (Vec<SseEvent>, SseParser) {
+    let mut parser = SseParser::default();
+    let events = parser.feed(bytes);
+    (events, parser)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Any stored row (any type, any content, any session id) becomes exactly one event that a
+    /// conformant parser decodes to the specified name, the specified data and a cursor naming
+    /// the row — and to nothing else (no retry, no comment, no second event).
+    #[test]
+    fn any_row_decodes_to_exactly_its_event(
+        event_type in any::<String>(),
+        content in any::<String>(),
+        session in any::<String>(),
+        seq in 1i64..i64::MAX,
+    ) {
+        let session = Session::new(session, 0);
+        let frame = event::frame(&session.cursor(seq), &event_type, &content);
+        prop_assert!(!frame.contains(&b'\r') && !frame.contains(&0));
+        let (events, parser) = parse_all(&frame);
+        prop_assert_eq!(events.len(), 1);
+        let decoded = &events[0];
+        prop_assert_eq!(&decoded.event, &event::event_name(&event_type));
+        let data: serde_json::Value = serde_json::from_str(&decoded.data).expect("JSON data");
+        prop_assert_eq!(data, event::event_data(&event_type, &content));
+        let cursor = Cursor::parse(&decoded.id).expect("a cursor");
+        prop_assert_eq!(cursor.session.as_deref(), Some(session.id.as_str()));
+        prop_assert_eq!(cursor.seq, seq);
+        prop_assert!(parser.retry.is_none() && parser.comments.is_empty());
+    }
+
+    /// The encoder itself, given any id, name and data: one event, never an extra field; id and
+    /// name come back with CR, LF and NUL replaced, data with its line ends normalised to LF.
+    #[test]
+    fn any_values_encode_to_one_event_and_nothing_else(
+        id in any::<String>(),
+        name in any::<String>(),
+        data in any::<String>(),
+    ) {
+        let frame = sse::event(&id, &name, &data);
+        prop_assert!(!frame.contains(&b'\r') && !frame.contains(&0));
+        let (events, parser) = parse_all(&frame);
+        prop_assert_eq!(events.len(), 1);
+        let clean = |s: &str| s.replace(['\r', '\n', '\0'], "_");
+        prop_assert_eq!(&events[0].id, &clean(&id));
+        let expected_name = clean(&name);
+        let expected_name = if expected_name.is_empty() { "message".to_owned() } else { expected_name };
+        prop_assert_eq!(&events[0].event, &expected_name);
+        let expected_data = data.replace("\r\n", "\n").replace('\r', "\n").replace('\0', "\u{FFFD}");
+        prop_assert_eq!(&events[0].data, &expected_data);
+        prop_assert!(parser.retry.is_none() && parser.comments.is_empty());
     }
 }

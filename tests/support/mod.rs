@@ -51,8 +51,17 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fresh, empty database with the schema applied; returns its URL.
+/// A fresh database with the schema applied; returns its URL.
 pub async fn fresh_database() -> String {
+    let url = empty_database().await;
+    taskstream::db::apply_schema(&url)
+        .await
+        .expect("apply schema");
+    url
+}
+
+/// A fresh database without even the schema; returns its URL.
+pub async fn empty_database() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let cluster = tokio::task::spawn_blocking(cluster)
         .await
@@ -63,11 +72,7 @@ pub async fn fresh_database() -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create database");
-    let url = cluster.url(&name);
-    taskstream::db::apply_schema(&url)
-        .await
-        .expect("apply schema");
-    url
+    cluster.url(&name)
 }
 
 /// A configuration with short intervals, so tests wait for conditions, not for defaults.
@@ -248,10 +253,24 @@ impl Sse {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Sse {
-        let stream = TcpStream::connect(addr).await.expect("connect to server");
+        Sse::try_request(method, addr, path, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Like [`Sse::request`], but a refused connection or a failed exchange is an `Err`.
+    pub async fn try_request(
+        method: &str,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Sse, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .expect("HTTP handshake");
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
@@ -260,13 +279,15 @@ impl Sse {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Empty::<Bytes>::new()).expect("request");
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
         let response = tokio::time::timeout(WAIT, sender.send_request(request))
             .await
-            .expect("response in time")
-            .expect("response");
+            .map_err(|_| "no response in time".to_owned())?
+            .map_err(|e| format!("exchange: {e}"))?;
         let (parts, body) = response.into_parts();
-        Sse {
+        Ok(Sse {
             status: parts.status,
             headers: parts.headers,
             body,
@@ -274,7 +295,7 @@ impl Sse {
             queue: VecDeque::new(),
             raw: Vec::new(),
             ended: false,
-        }
+        })
     }
 
     /// The id of the last event received, if any.
@@ -481,7 +502,11 @@ impl RawClient {
 
 /// Asserts that `events` are exactly `expected` contents, in order, once each.
 pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
-    let got = contents(events);
+    assert_same(&contents(events), expected, who);
+}
+
+/// Asserts that `got` is `expected`, naming what is missing or duplicated when it is not.
+fn assert_same(got: &[String], expected: &[String], who: &str) {
     if got != expected {
         let missing = expected.iter().filter(|e| !got.contains(e)).count();
         let mut seen = std::collections::HashSet::new();
@@ -492,4 +517,110 @@ pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
             expected.len()
         );
     }
+}
+
+/// A connection holding an exclusive lock on `agent_events` in an open transaction: every read
+/// of events blocks until `ROLLBACK` is sent on it.
+pub async fn lock_events_table(url: &str) -> Client {
+    let locker = connect(url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE agent_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock agent_events");
+    locker
+}
+
+/// How long a following client keeps trying before it gives up.
+pub const FOLLOW_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Follows `task`'s stream like a well-behaved client would, across every interruption: when
+/// the stream ends without `complete`, when the connection is refused or cut, or on `503`, it
+/// waits a little and resumes from its last cursor (on the next address of `addrs`, round
+/// robin). Returns every event received before `complete`, in order.
+pub async fn follow(addrs: &[SocketAddr], task: &str, mut cursor: Option<String>) -> Vec<SseEvent> {
+    let deadline = Instant::now() + FOLLOW_DEADLINE;
+    let path = format!("/tasks/{task}/events/stream");
+    let mut received = Vec::new();
+    for attempt in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "{task}: no complete after {attempt} attempts"
+        );
+        let addr = addrs[attempt % addrs.len()];
+        let headers: Vec<(&str, &str)> = cursor
+            .iter()
+            .map(|c| ("last-event-id", c.as_str()))
+            .collect();
+        match Sse::try_request("GET", addr, &path, &headers).await {
+            Ok(mut sse) if sse.status == 200 => {
+                while let Some(event) = sse.next_within(WAIT).await {
+                    cursor = Some(event.id.clone());
+                    if event.event == "complete" {
+                        return received;
+                    }
+                    received.push(event);
+                }
+            }
+            Ok(sse) if sse.status == 503 => {}
+            Ok(sse) => panic!("{task}: unexpected status {}", sse.status),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50 + 10 * (attempt as u64 % 10))).await;
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// The task's latest session as a client must see it: `cursor content` per committed row, in
+/// seq order.
+pub async fn committed(db: &Client, task: &str) -> Vec<String> {
+    let rows = db
+        .query(
+            "SELECT e.session_id, e.seq, e.content FROM agent_events e
+             WHERE e.session_id = (SELECT id FROM agent_sessions WHERE task_id = $1
+                                   ORDER BY started_at DESC, id DESC LIMIT 1)
+             ORDER BY e.seq",
+            &[&task],
+        )
+        .await
+        .expect("read the ledger");
+    rows.iter()
+        .map(|row| {
+            let session: String = row.get(0);
+            let seq: i64 = row.get(1);
+            let content: String = row.get(2);
+            format!(
+                "{}{seq} {content}",
+                taskstream::cursor::session_prefix(&session)
+            )
+        })
+        .collect()
+}
+
+/// Received events in the same form as [`committed`].
+pub fn ledger_of(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.id,
+                e.json()["content"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Asserts that a client received exactly the committed rows: in order, no gap, no duplicate.
+pub fn assert_exact(received: &[SseEvent], committed: &[String], who: &str) {
+    assert_same(&ledger_of(received), committed, who);
+}
+
+/// A load test's count `n`, divided by `TASKSTREAM_LOAD_DIVISOR` when set (for slow machines),
+/// but never below 100 so the mechanism is still exercised.
+pub fn load_count(n: usize) -> usize {
+    let divisor: usize = std::env::var("TASKSTREAM_LOAD_DIVISOR")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1);
+    (n / divisor.max(1)).max(100)
 }

@@ -373,7 +373,7 @@ async fn an_expired_token_asks_to_sign_in_again() {
 
     let mut browser = Browser::launch().await;
     browser
-        .set_cookie(&url(&server, "/"), "taskstream_token", &token(&["t"], 3))
+        .set_cookie(&url(&server, "/"), "taskstream_token", &token(&["t"], 4))
         .await;
     browser.goto(&url(&server, "/tasks/t")).await;
     wait_for_cards(&mut browser, 2).await;

@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let base_url = format!("http://{}", server.local_addr());
     eprintln!("taskstream: listening on {base_url}");
+    eprintln!("taskstream: the live viewer is at {base_url}/");
 
     let (stop_demo, demo_shutdown) = shutdown::channel();
     if cluster.is_some() {

@@ -134,6 +134,16 @@ pub async fn start(
     database_url: &str,
     listen: SocketAddr,
 ) -> Result<Handle, StartError> {
+    let mut config = config;
+    if config.pool_size > 1 && config.max_replays >= config.pool_size {
+        // Client reads must leave the tails, the poll and /readyz a connection.
+        tracing::warn!(
+            max_replays = config.max_replays,
+            pool_size = config.pool_size,
+            "max-replays lowered to pool-size - 1"
+        );
+        config.max_replays = config.pool_size - 1;
+    }
     let pg_config = db::pg_config(database_url).map_err(StartError::DatabaseUrl)?;
     let tls = config
         .tls

@@ -1,15 +1,27 @@
 //! The accept loop and the connections it serves: HTTP/1.1 and HTTP/2 on one port (cleartext
 //! HTTP/2 by prior knowledge, or by ALPN under TLS).
+//!
+//! We tell the protocols apart ourselves (the HTTP/2 preface, or ALPN) and hand the connection
+//! to hyper's HTTP/1 or HTTP/2 connection directly, rather than through hyper-util's `auto`
+//! builder: that builder reads the preface with no timeout, rewinds it through an extra buffer,
+//! and every connection's future carries the state of both protocols. Connections are
+//! long-lived here (one per open stream), so each byte of their state counts thousands of
+//! times; the rarer paths (HTTP/2, TLS) are boxed so that they cost nothing to the common one.
 
-use std::pin::pin;
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +30,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::response::Body;
 use crate::routes;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
@@ -47,21 +60,32 @@ impl ConnectionAbort {
     }
 }
 
+/// The two protocol builders, configured once.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(app: &App) -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.config.header_timeout)
+            .max_buf_size(app.config.max_header_bytes.max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEPALIVE)
+            .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
+        Protocols { http1, http2 }
+    }
+}
+
 /// Accepts connections until shutdown, then waits for open connections to finish, at most
 /// until the drain deadline.
 pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_timeout)
-        .max_buf_size(app.config.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEPALIVE)
-        .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols::new(&app));
     let tracker = Arc::new(Tracker {
         count: AtomicUsize::new(0),
         idle: Notify::new(),
@@ -83,13 +107,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let open = Tracker::open(&tracker);
-        tokio::spawn(connection(
-            stream,
-            app.clone(),
-            tls.clone(),
-            builder.clone(),
-            open,
-        ));
+        let (app, protocols) = (app.clone(), protocols.clone());
+        match &tls {
+            None => tokio::spawn(cleartext(stream, app, protocols, open)),
+            Some(acceptor) => tokio::spawn(Box::pin(secure(
+                stream,
+                acceptor.clone(),
+                app,
+                protocols,
+                open,
+            ))),
+        };
     }
     drop(listener);
     // Stream tasks end their own bodies on the shutdown signal (spread over the first half of
@@ -145,46 +173,96 @@ impl Drop for Open {
     }
 }
 
-/// One connection, from its first byte (or TLS handshake) to its end.
-async fn connection(
-    stream: TcpStream,
-    app: Arc<App>,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    _open: Open,
-) {
+/// A cleartext connection: HTTP/2 if it starts with the preface, HTTP/1.1 otherwise.
+async fn cleartext(stream: TcpStream, app: Arc<App>, protocols: Arc<Protocols>, _open: Open) {
     let deadline = Instant::now() + app.config.header_timeout;
-    match tls {
-        None => {
-            // hyper-util's auto builder reads the protocol preface with no timeout of its own:
-            // a client that connects and sends nothing would hold the connection forever.
-            if !preface_arrives(&stream, deadline).await {
-                return;
-            }
-            serve_http(stream, app, &builder).await;
-        }
-        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_http(stream, app, &builder).await,
-            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        },
+    match preface(&stream, deadline).await {
+        Some(Protocol::Http1) => http1_connection(stream, app, &protocols).await,
+        Some(Protocol::Http2) => Box::pin(http2_connection(stream, app, &protocols)).await,
+        None => {}
     }
 }
 
-/// Serves HTTP on an established connection until it ends or is aborted. On shutdown it stops
-/// taking new requests and finishes the ones in flight (a stream's own task ends its body).
-async fn serve_http<I>(io: I, app: Arc<App>, builder: &auto::Builder<TokioExecutor>)
+/// A TLS connection: the protocol is the one ALPN chose (HTTP/1.1 without ALPN).
+async fn secure(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    app: Arc<App>,
+    protocols: Arc<Protocols>,
+    _open: Open,
+) {
+    let deadline = Instant::now() + app.config.header_timeout;
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        http2_connection(stream, app, &protocols).await;
+    } else {
+        http1_connection(stream, app, &protocols).await;
+    }
+}
+
+async fn http1_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let abort = ConnectionAbort::default();
-    let aborted = abort.0.clone();
+    let router = Router::new(app.clone());
+    let aborted = router.abort.0.clone();
+    let connection = protocols.http1.serve_connection(TokioIo::new(io), router);
+    drive(connection, &app, aborted).await;
+}
+
+async fn http2_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = Router::new(app.clone());
+    let aborted = router.abort.0.clone();
+    let connection = protocols.http2.serve_connection(TokioIo::new(io), router);
+    drive(connection, &app, aborted).await;
+}
+
+/// The service of one connection: the router, with the connection's abort handle in every
+/// request's extensions. Its future is boxed: hyper keeps room for one in-flight request future
+/// per connection for the connection's whole life, and the router's is large while a stream
+/// response is being set up.
+#[derive(Clone)]
+struct Router {
+    app: Arc<App>,
+    abort: ConnectionAbort,
+}
+
+impl Router {
+    fn new(app: Arc<App>) -> Router {
+        Router {
+            app,
+            abort: ConnectionAbort::default(),
+        }
+    }
+}
+
+impl Service<Request<Incoming>> for Router {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.abort.clone());
+        Box::pin(routes::handle(self.app.clone(), req))
+    }
+}
+
+/// Serves a connection until it ends or is aborted. On shutdown it stops taking new requests
+/// and finishes the ones in flight (a stream's own task ends its body).
+async fn drive<C>(connection: C, app: &App, aborted: Arc<Notify>)
+where
+    C: GracefulConnection,
+    C::Error: Display,
+{
+    let mut connection = pin!(connection);
     let mut shutdown = app.shutdown.clone();
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(abort.clone());
-        routes::handle(app.clone(), req)
-    });
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service));
     let mut draining = false;
     loop {
         tokio::select! {
@@ -206,21 +284,31 @@ where
     }
 }
 
+/// Which protocol a cleartext client speaks.
+enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 — its first byte, or all
-/// of a matching HTTP/2 preface — or gives up at `deadline` (or when it closes).
-async fn preface_arrives(stream: &TcpStream, deadline: Instant) -> bool {
+/// of a matching HTTP/2 preface — or gives up (`None`) at `deadline` or when it closes. A
+/// client that connects and sends nothing is thereby closed after the header timeout.
+async fn preface(stream: &TcpStream, deadline: Instant) -> Option<Protocol> {
     let mut seen = [0u8; H2_PREFACE.len()];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await {
             Ok(Ok(n)) if n > 0 => n,
-            _ => return false,
+            _ => return None,
         };
-        if n == H2_PREFACE.len() || seen[..n] != H2_PREFACE[..n] {
-            return true;
+        if seen[..n] != H2_PREFACE[..n] {
+            return Some(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
         }
         // Part of an HTTP/2 preface: peek again once more may have arrived.
         if Instant::now() + PREFACE_RECHECK > deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(PREFACE_RECHECK).await;
     }

@@ -42,21 +42,25 @@ use crate::sse;
 /// a burst costs one write instead of one per event.
 const CHUNK_BYTES: usize = 32 * 1024;
 
-/// What the body channel carries.
+/// What the response body yields.
 pub type BodyFrame = Result<Frame<Bytes>, Infallible>;
 
 /// The response body of a stream: whatever its stream task sends, until it drops the sender.
 pub type EventBody = StreamBody<FrameReceiver>;
 
-/// The receiving half of a stream's channel, as the `Stream` that [`StreamBody`] wants.
+/// The receiving half of a stream's channel, as the `Stream` that [`StreamBody`] wants. The
+/// channel carries bare `Bytes` (32 bytes a slot) and they become frames here: a channel of
+/// `Frame`s would cost three times the memory per idle stream.
 #[derive(Debug)]
-pub struct FrameReceiver(mpsc::Receiver<BodyFrame>);
+pub struct FrameReceiver(mpsc::Receiver<Bytes>);
 
 impl futures_util::Stream for FrameReceiver {
     type Item = BodyFrame;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BodyFrame>> {
-        self.0.poll_recv(cx)
+        self.0
+            .poll_recv(cx)
+            .map(|bytes| bytes.map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 
@@ -81,7 +85,7 @@ pub struct Start {
 
 /// The sending side of one response body, with the client's pace rules.
 struct Outlet {
-    tx: mpsc::Sender<BodyFrame>,
+    tx: mpsc::Sender<Bytes>,
     /// Fires when the stream has been silent for the keep-alive interval.
     keepalive: Pin<Box<Sleep>>,
     /// Resolves when the stream must end for a reason of the server's: shutdown (after this
@@ -178,7 +182,9 @@ impl StreamTask {
         loop {
             let position = match known.take() {
                 Some(position) => position,
-                None => match read_position(&self.app, &self.task_id).await {
+                // Boxed, like every query here: the stream task's future then keeps only a
+                // pointer for it while idle, instead of the query's whole state.
+                None => match Box::pin(read_position(&self.app, &self.task_id)).await {
                     Ok(Some(position)) => position,
                     Ok(None) => return self.complete().await, // deleted
                     Err(error) => {
@@ -244,10 +250,11 @@ impl StreamTask {
             if self.app.shutdown.is_triggered() {
                 return Err(EndReason::Shutdown);
             }
-            let rows = {
+            let rows = Box::pin(async {
                 let _turn = self.app.read_slot().await;
                 self.app.db.events(&session.id, self.seq, batch).await
-            };
+            })
+            .await;
             let rows = match rows {
                 Ok(rows) => rows,
                 Err(error) => {
@@ -439,8 +446,7 @@ impl Outlet {
     /// Hands bytes to the client's buffer. Waits while the buffer is full, up to the write
     /// timeout; the keep-alive timer restarts after every send.
     async fn send(&mut self, bytes: Bytes) -> Result<(), EndReason> {
-        let frame = Ok(Frame::data(bytes));
-        let result = match self.tx.try_send(frame) {
+        let result = match self.tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EndReason::ClientGone),
             Err(mpsc::error::TrySendError::Full(frame)) => {

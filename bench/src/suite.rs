@@ -1,0 +1,298 @@
+//! The whole benchmark run: build (or take) the server binary, start a private PostgreSQL,
+//! run every scenario against every system, then write the results and say loudly whether
+//! every client received every event exactly once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use taskstream::embedded_pg::Cluster;
+use tokio::time::Instant;
+
+use crate::cli::Cli;
+use crate::dbstats::Monitor;
+use crate::nchan;
+use crate::peers::{PeerKind, PeerSetup};
+use crate::report::{Results, RunRecord, Status, Versions};
+use crate::scenarios::{self, Plan, ScenarioKind};
+use crate::sysinfo;
+
+/// Keep-alive comment (taskstream) and ping (nchan) interval during the runs, seconds. Shorter
+/// than taskstream's 15 s default so that the idle hold sees keep-alives.
+const KEEPALIVE_SECONDS: u64 = 5;
+
+/// Every scenario, in run order.
+const ALL_SCENARIOS: [ScenarioKind; 7] = [
+    ScenarioKind::Fanout,
+    ScenarioKind::Saturation,
+    ScenarioKind::Sessions,
+    ScenarioKind::Idle,
+    ScenarioKind::Storm,
+    ScenarioKind::Replay,
+    ScenarioKind::WriteCeiling,
+];
+
+/// Runs the benchmark; `Ok(false)` when a run failed (loss, duplication, a scenario that did
+/// not run).
+pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let plan = plan(&cli);
+    let systems: Vec<PeerKind> = if cli.systems.is_empty() {
+        PeerKind::ALL.to_vec()
+    } else {
+        cli.systems.clone()
+    };
+    let kinds: Vec<ScenarioKind> = if cli.scenarios.is_empty() {
+        ALL_SCENARIOS.to_vec()
+    } else {
+        cli.scenarios.clone()
+    };
+    let name = cli
+        .name
+        .clone()
+        .unwrap_or_else(|| if cli.quick { "quick" } else { "full" }.to_owned());
+    let out = cli.out.clone().unwrap_or_else(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        if cli.quick {
+            root.join("../target/bench-quick")
+        } else {
+            root.join("results")
+        }
+    });
+
+    let server_bin = match &cli.server_bin {
+        Some(path) => path.clone(),
+        None => build_server()?,
+    };
+    let nginx = if systems.contains(&PeerKind::Nchan) {
+        nchan::detect()
+    } else {
+        Err("not selected".to_owned())
+    };
+    if let Err(reason) = &nginx
+        && systems.contains(&PeerKind::Nchan)
+    {
+        eprintln!("bench: nginx-nchan will be skipped: {reason}");
+    }
+    eprintln!("bench: starting a private PostgreSQL");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    let versions = Versions {
+        rustc: sysinfo::command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+        taskstream: taskstream_version(&server_bin),
+        postgres: monitor.version().await.unwrap_or_else(|e| e),
+        nginx: match &nginx {
+            Ok(setup) => setup.version.clone(),
+            Err(reason) => format!("unavailable: {reason}"),
+        },
+        nchan: match &nginx {
+            Ok(setup) => setup.nchan_version.clone(),
+            Err(_) => "unavailable".to_owned(),
+        },
+    };
+    let setup = PeerSetup {
+        server_bin,
+        nginx,
+        keepalive_seconds: KEEPALIVE_SECONDS,
+        files,
+    };
+
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for scenario in plan.scenarios(&kinds) {
+        for &system in &systems {
+            let label = scenario.label(&plan);
+            eprintln!("bench: {label} on {} …", system.name());
+            let record = scenarios::run(
+                &plan,
+                &monitor,
+                &setup,
+                cluster.server_pid(),
+                runs.len(),
+                scenario,
+                system,
+            )
+            .await;
+            eprintln!("bench:   {}", summary(&record));
+            runs.push(record);
+        }
+    }
+
+    let mut settings = BTreeMap::new();
+    settings.insert("keepalive_seconds".into(), KEEPALIVE_SECONDS.to_string());
+    settings.insert("nginx_workers".into(), nchan::WORKERS.to_string());
+    settings.insert("taskstream_processes".into(), "1".into());
+    settings.insert("plan".into(), format!("{plan:?}"));
+    let results = Results {
+        name,
+        quick: cli.quick,
+        command,
+        started_unix,
+        total_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        machine: sysinfo::machine(files),
+        versions,
+        settings,
+        runs,
+    };
+    results.write(&out)?;
+    let plotted = crate::plot::latency(&results, &out)?;
+    println!("{}", results.table());
+    println!(
+        "bench: results in {}/{}.json, .md{} ({:.1} s)",
+        out.display(),
+        results.name,
+        if plotted { ", -latency.svg" } else { "" },
+        results.total_seconds
+    );
+    drop(monitor);
+    drop(cluster);
+    Ok(verdict(&results, &kinds))
+}
+
+/// The plan for these flags.
+fn plan(cli: &Cli) -> Plan {
+    let mut plan = if cli.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    if !cli.fanout.is_empty() {
+        plan.fanout_subscribers = cli.fanout.clone();
+    }
+    if let Some(f) = cli.scale {
+        let scale = |n: usize| ((n as f64 * f).round() as usize).max(1);
+        plan.fanout_subscribers = plan.fanout_subscribers.iter().map(|&n| scale(n)).collect();
+        plan.fanout_subscribers.dedup();
+        plan.saturation_subscribers = scale(plan.saturation_subscribers);
+        plan.saturation_events = scale(plan.saturation_events as usize) as u64;
+        plan.sessions = scale(plan.sessions);
+        plan.idle_streams = scale(plan.idle_streams);
+        plan.storm_clients = scale(plan.storm_clients);
+        plan.replay_events = scale(plan.replay_events as usize) as u64;
+    }
+    plan
+}
+
+/// Prints every failure loudly; `true` when there is none and every scenario ran.
+fn verdict(results: &Results, kinds: &[ScenarioKind]) -> bool {
+    let mut ok = true;
+    for run in &results.runs {
+        if run.status == Status::Failed {
+            ok = false;
+            eprintln!(
+                "\nbench: FAILED: {} on {}: {}",
+                run.label,
+                run.system,
+                run.reason.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+    }
+    for kind in kinds {
+        let name = kind.name();
+        if !results
+            .runs
+            .iter()
+            .any(|r| r.status == Status::Ok && r.scenario == name)
+        {
+            ok = false;
+            eprintln!("\nbench: FAILED: scenario {name} produced no result");
+        }
+    }
+    let (lost, duplicated) = results
+        .runs
+        .iter()
+        .filter_map(|r| r.figures.as_ref())
+        .fold((0, 0), |(l, d), f| {
+            (l + f.tally.lost, d + f.tally.duplicated)
+        });
+    if ok {
+        eprintln!("bench: every client received every event exactly once (0 lost, 0 duplicated)");
+    } else {
+        eprintln!(
+            "bench: FAILED ({lost} events lost, {duplicated} duplicated over all runs; see above)"
+        );
+    }
+    ok
+}
+
+/// One line per run for the progress log.
+fn summary(run: &RunRecord) -> String {
+    let Some(f) = &run.figures else {
+        return format!("{:?}: {}", run.status, run.reason.as_deref().unwrap_or(""));
+    };
+    let latency = f.latency_ms.map_or(String::new(), |p| {
+        format!(
+            " p50 {:.2} ms p99 {:.2} ms max {:.1} ms",
+            p.p50, p.p99, p.max
+        )
+    });
+    format!(
+        "{:?}: {} frames, {:.0} frames/s,{latency}, lost {}, dup {}{}",
+        run.status,
+        f.frames,
+        f.frames_per_second,
+        f.tally.lost,
+        f.tally.duplicated,
+        run.reason
+            .as_ref()
+            .map_or(String::new(), |r| format!(" ({r})"))
+    )
+}
+
+/// Builds the release server binary with the cargo that runs us (a no-op when it is fresh)
+/// and returns its path.
+fn build_server() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    eprintln!("bench: building the release server (cargo build --release -p taskstream)");
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "taskstream",
+            "--bin",
+            "taskstream",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err("building the server failed".to_owned());
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "taskstream")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| "cargo built no taskstream executable".to_owned())
+}
+
+/// `taskstream --version` and the commit it was built from.
+fn taskstream_version(bin: &Path) -> String {
+    let version = sysinfo::command_line(&bin.display().to_string(), &["--version"])
+        .unwrap_or_else(|| "unknown".to_owned());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let commit = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match commit {
+        Some(commit) => format!("{version} ({commit})"),
+        None => version,
+    }
+}

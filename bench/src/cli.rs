@@ -44,6 +44,21 @@ pub struct Cli {
     #[arg(long)]
     pub scale: Option<f64>,
 
+    /// Measure an already running taskstream at this URL (e.g. http://127.0.0.1:8080) instead
+    /// of starting servers: only that system runs, and only scenarios that leave its database
+    /// as they found it apart from the tasks they add (named `bench<time>-…`).
+    #[arg(long, requires = "database_url")]
+    pub target_url: Option<String>,
+
+    /// With --target-url: the PostgreSQL that server serves from; the writer inserts there.
+    #[arg(long, requires = "target_url")]
+    pub database_url: Option<String>,
+
+    /// With --target-url: the server's pid, so that its CPU time and memory are measured
+    /// (without it they are not).
+    #[arg(long, requires = "target_url")]
+    pub server_pid: Option<u32>,
+
     /// The taskstream binary to run [default: built with `cargo build --release` first, so the
     /// figures are never those of a stale binary].
     #[arg(long)]

@@ -50,12 +50,27 @@ pub fn pg_error(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A connection to the maintenance database, for creating and watching run databases.
+/// A connection for creating and watching run databases.
 #[derive(Debug)]
 pub struct Monitor {
     client: Client,
-    /// The URL of the maintenance database.
+    /// The URL it is connected to: the maintenance database of the benchmark's own cluster,
+    /// or the database given with `--database-url`.
     url: String,
+    /// `Some(name)`: every run shares that given database (its tasks get a unique prefix);
+    /// `None`: each run gets a database of its own on the benchmark's cluster.
+    shared: Option<String>,
+}
+
+/// The database of one run.
+#[derive(Debug, Clone)]
+pub struct RunDb {
+    /// Its name (for `pg_stat_database` and `pg_stat_activity`).
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Prefix of the run's task ids (empty in a database of its own).
+    pub prefix: String,
 }
 
 /// Counters of one database at one moment.
@@ -73,6 +88,7 @@ impl Monitor {
         let monitor = Monitor {
             client,
             url: url.to_owned(),
+            shared: None,
         };
         // One statement per call: CREATE DATABASE refuses to run inside the implicit
         // transaction of a multi-statement query.
@@ -92,8 +108,40 @@ impl Monitor {
         Ok(monitor)
     }
 
-    /// Creates database `name` holding the schema; returns its URL.
-    pub async fn create(&self, name: &str) -> Result<String, String> {
+    /// Uses the database at `url` (which holds the schema: its server applied it) for every
+    /// run.
+    pub async fn shared(url: &str) -> Result<Monitor, String> {
+        let client = connect(url).await?;
+        let name: String = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .map_err(|e| format!("read the database name: {}", pg_error(&e)))?
+            .get(0);
+        Ok(Monitor {
+            client,
+            url: url.to_owned(),
+            shared: Some(name),
+        })
+    }
+
+    /// Whether runs share a database the benchmark does not own.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The database of run `number`: a fresh copy of the template, or the shared one.
+    pub async fn create(&self, number: usize) -> Result<RunDb, String> {
+        if let Some(name) = &self.shared {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            return Ok(RunDb {
+                name: name.clone(),
+                url: self.url.clone(),
+                prefix: format!("bench{now}-{number}-"),
+            });
+        }
+        let name = format!("bench_{number}");
         for statement in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"),
@@ -103,11 +151,20 @@ impl Monitor {
                 .await
                 .map_err(|e| format!("create database {name}: {}", pg_error(&e)))?;
         }
-        Ok(url_of(&self.url, name))
+        Ok(RunDb {
+            url: url_of(&self.url, &name),
+            name,
+            prefix: String::new(),
+        })
     }
 
-    /// Drops database `name`, disconnecting whoever is still on it.
-    pub async fn drop_database(&self, name: &str) -> Result<(), String> {
+    /// Drops a run's own database, disconnecting whoever is still on it (a shared database
+    /// is left alone).
+    pub async fn release(&self, db: &RunDb) -> Result<(), String> {
+        if self.shared.is_some() {
+            return Ok(());
+        }
+        let name = &db.name;
         self.client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await

@@ -11,7 +11,8 @@
 //! - [`writer`]: inserts (and nchan publishes) at a pace.
 //! - [`dbstats`]: run databases and PostgreSQL's counters; [`sysinfo`]: `/proc` and the
 //!   machine.
-//! - [`report`]: JSON and Markdown results; [`plot`]: the latency SVG.
+//! - [`report`]: JSON and Markdown results; [`targets`]: issue 4's targets checked against
+//!   them; [`plot`]: the latency SVG.
 
 // A binary: `pub` marks what a module offers the others, so `unreachable_pub` does not apply.
 #![warn(missing_docs, rust_2018_idioms)]
@@ -29,6 +30,7 @@ mod scenarios;
 mod sse;
 mod suite;
 mod sysinfo;
+mod targets;
 mod writer;
 
 use std::process::ExitCode;

@@ -38,6 +38,9 @@ pub enum PeerKind {
     TaskstreamPoll,
     /// nginx + nchan, one worker; the writer publishes every committed event to it.
     Nchan,
+    /// A taskstream that was already running (`--target-url`).
+    #[value(skip)]
+    Target,
 }
 
 impl PeerKind {
@@ -54,6 +57,7 @@ impl PeerKind {
             PeerKind::Taskstream => "taskstream",
             PeerKind::TaskstreamPoll => "taskstream-poll",
             PeerKind::Nchan => "nginx-nchan",
+            PeerKind::Target => "taskstream-target",
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct PeerSetup {
     pub keepalive_seconds: u64,
     /// The open-file limit the servers run with.
     pub files: u64,
+    /// A server that is already running (`--target-url`), and its pid if given.
+    pub target: Option<(SocketAddr, Option<u32>)>,
 }
 
 /// A peer serving one run.
@@ -85,6 +91,13 @@ pub enum RunningPeer {
     },
     /// A private nginx.
     Nchan(Nginx),
+    /// A taskstream this benchmark did not start (and does not stop).
+    Target {
+        /// Where it listens.
+        addr: SocketAddr,
+        /// Its pid, if given.
+        pid: Option<u32>,
+    },
 }
 
 impl PeerSetup {
@@ -111,6 +124,10 @@ impl PeerSetup {
                 let setup = self.nginx.as_ref().map_err(Clone::clone)?;
                 Nginx::start(setup, self.keepalive_seconds, self.files).map(RunningPeer::Nchan)
             }
+            PeerKind::Target => match self.target {
+                Some((addr, pid)) => Ok(RunningPeer::Target { addr, pid }),
+                None => Err("no --target-url was given".to_owned()),
+            },
         }
     }
 }
@@ -165,7 +182,7 @@ impl RunningPeer {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            RunningPeer::Taskstream { addr, .. } => *addr,
+            RunningPeer::Taskstream { addr, .. } | RunningPeer::Target { addr, .. } => *addr,
             RunningPeer::Nchan(nginx) => nginx.addr(),
         }
     }
@@ -173,7 +190,9 @@ impl RunningPeer {
     /// The request path of a session's stream.
     pub fn stream_path(&self, session: &Session) -> String {
         match self {
-            RunningPeer::Taskstream { .. } => format!("/tasks/{}/events/stream", session.task),
+            RunningPeer::Taskstream { .. } | RunningPeer::Target { .. } => {
+                format!("/tasks/{}/events/stream", session.task)
+            }
             RunningPeer::Nchan(_) => format!("/sub/{}", session.task),
         }
     }
@@ -181,7 +200,7 @@ impl RunningPeer {
     /// Where the writer publishes, for a peer that is not fed by PostgreSQL.
     pub fn publisher(&self) -> Option<SocketAddr> {
         match self {
-            RunningPeer::Taskstream { .. } => None,
+            RunningPeer::Taskstream { .. } | RunningPeer::Target { .. } => None,
             RunningPeer::Nchan(nginx) => Some(nginx.addr()),
         }
     }
@@ -191,13 +210,14 @@ impl RunningPeer {
         match self {
             RunningPeer::Taskstream { child, .. } => vec![child.id()],
             RunningPeer::Nchan(nginx) => nginx.pids(),
+            RunningPeer::Target { pid, .. } => pid.iter().copied().collect(),
         }
     }
 
     /// The server's own counters, for a peer that has them.
     pub async fn counters(&self) -> Option<ServerCounters> {
         match self {
-            RunningPeer::Taskstream { addr, .. } => {
+            RunningPeer::Taskstream { addr, .. } | RunningPeer::Target { addr, .. } => {
                 let text = get(*addr, "/metrics").await.ok()?;
                 Some(ServerCounters::parse(&text))
             }
@@ -215,7 +235,7 @@ impl RunningPeer {
                     log.lock().unwrap_or_else(|p| p.into_inner()).join(" | ")
                 )),
             },
-            RunningPeer::Nchan(_) => Ok(()),
+            RunningPeer::Nchan(_) | RunningPeer::Target { .. } => Ok(()),
         }
     }
 
@@ -224,6 +244,7 @@ impl RunningPeer {
         match self {
             RunningPeer::Taskstream { mut child, .. } => terminate(&mut child, STOP_TIMEOUT),
             RunningPeer::Nchan(mut nginx) => nginx.stop(),
+            RunningPeer::Target { .. } => {}
         }
     }
 }

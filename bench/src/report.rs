@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use crate::ledger::Tally;
 use crate::peers::ServerCounters;
 use crate::sysinfo::Machine;
+use crate::targets::{self, TargetCheck};
 use crate::writer::WriteReport;
 
 /// How a (scenario, system) run ended.
@@ -83,6 +84,8 @@ pub struct Figures {
     pub reconnects: u64,
     /// The first client error, if any.
     pub first_client_error: Option<String>,
+    /// Whether the server's processes were known, so that CPU and memory were measured.
+    pub server_measured: bool,
     /// Server (all its processes) user + system CPU seconds in the window.
     pub server_cpu_seconds: f64,
     /// The generator's (this process) CPU seconds in the window.
@@ -171,6 +174,8 @@ pub struct Results {
     pub settings: BTreeMap<String, String>,
     /// Every run.
     pub runs: Vec<RunRecord>,
+    /// Issue 4's targets, checked against these runs.
+    pub targets: Vec<TargetCheck>,
 }
 
 impl Results {
@@ -211,8 +216,9 @@ impl Results {
              (both peers' writers commit to PostgreSQL first; nchan's then POSTs the event). \
              frames/s counts every client's copy. KiB/stream = (RSS with every client \
              connected − RSS before) / clients. Queries/s are the server's own database \
-             queries (nchan makes none). Timings come from a shared machine unless stated.\n",
+             queries (nchan makes none). Timings come from a shared machine unless stated.\n\n",
         );
+        md.push_str(&targets::markdown(&self.targets));
         md
     }
 
@@ -268,7 +274,7 @@ impl Results {
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.label,
                 run.system,
                 run.clients,
@@ -283,8 +289,16 @@ impl Results {
                 lat(|p| p.p99),
                 lat(|p| p.p999),
                 lat(|p| p.max),
-                f.server_cpu_seconds,
-                f.server_peak_rss_kib as f64 / 1024.0,
+                if f.server_measured {
+                    format!("{:.2}", f.server_cpu_seconds)
+                } else {
+                    String::new()
+                },
+                if f.server_measured {
+                    format!("{:.1}", f.server_peak_rss_kib as f64 / 1024.0)
+                } else {
+                    String::new()
+                },
                 f.rss_per_stream_kib
                     .map_or(String::new(), |k| format!("{k:.1}")),
                 f.server_queries_per_second.map_or(String::new(), number),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::dbstats::{self, DbCounters, Monitor};
+use crate::dbstats::{self, DbCounters, Monitor, RunDb};
 use crate::fleet::{Fleet, FleetReport, Target};
 use crate::peers::{PeerKind, PeerSetup, RunningPeer, ServerCounters};
 use crate::report::{Figures, Percentiles, RunRecord, Status};
@@ -236,9 +236,7 @@ pub struct Run<'a> {
     plan: &'a Plan,
     monitor: &'a Monitor,
     /// The run's database.
-    db: String,
-    /// Its URL.
-    url: String,
+    db: RunDb,
     /// The server under test.
     peer: RunningPeer,
     /// PostgreSQL's postmaster, for its CPU time.
@@ -275,16 +273,23 @@ pub async fn run(
         record.reason = Some(format!("not applicable: {reason}"));
         return record;
     }
-    let db = format!("bench_{number}");
-    let url = match monitor.create(&db).await {
-        Ok(url) => url,
+    if scenario.kind == ScenarioKind::WriteCeiling && monitor.is_shared() {
+        record.status = Status::Skipped;
+        record.reason = Some(
+            "not applicable: it disables a trigger, which it does only in a database of its own"
+                .to_owned(),
+        );
+        return record;
+    }
+    let db = match monitor.create(number).await {
+        Ok(db) => db,
         Err(error) => {
             record.status = Status::Failed;
             record.reason = Some(error);
             return record;
         }
     };
-    let started = tokio::task::block_in_place(|| setup.start(kind, &url));
+    let started = tokio::task::block_in_place(|| setup.start(kind, &db.url));
     let peer = match started {
         Ok(peer) => peer,
         Err(error) => {
@@ -295,15 +300,19 @@ pub async fn run(
                 Status::Failed
             };
             record.reason = Some(error);
-            let _ = monitor.drop_database(&db).await;
+            let _ = monitor.release(&db).await;
             return record;
         }
     };
+    // A real server has a warm pool: open a database connection before measuring, so that
+    // the first query of a run does not pay for connecting (taskstream only; nchan has none).
+    if kind != PeerKind::Nchan {
+        let _ = crate::peers::get(peer.addr(), "/readyz").await;
+    }
     let mut run = Run {
         plan,
         monitor,
-        db: db.clone(),
-        url,
+        db,
         peer,
         postgres_pid,
         start: None,
@@ -354,9 +363,9 @@ pub async fn run(
     }
     figures.seconds = round3(figures.seconds);
     record.figures = Some(figures);
-    let Run { peer, .. } = run;
+    let Run { peer, db, .. } = run;
     tokio::task::block_in_place(|| peer.stop());
-    let _ = monitor.drop_database(&db).await;
+    let _ = monitor.release(&db).await;
     record
 }
 
@@ -386,7 +395,7 @@ impl Run<'_> {
         sessions: usize,
         spec: WriteSpec,
     ) -> Result<(), String> {
-        let sessions = Arc::new(Session::many("", sessions));
+        let sessions = Arc::new(Session::many(&self.db.prefix, sessions));
         let mut writer = self.writer(&sessions).await?;
         self.figures.rss_before_kib = self.sample().rss_kib;
         let fleet = self.fleet(&sessions, clients, true);
@@ -415,7 +424,7 @@ impl Run<'_> {
     /// Streams that only receive keep-alives: memory per stream.
     async fn idle(&mut self) -> Result<(), String> {
         let streams = self.plan.idle_streams;
-        let sessions = Arc::new(Session::many("", 1));
+        let sessions = Arc::new(Session::many(&self.db.prefix, 1));
         let writer = self.writer(&sessions).await?;
         tokio::time::sleep(SETTLE).await;
         self.figures.rss_before_kib = self.sample().rss_kib;
@@ -439,7 +448,7 @@ impl Run<'_> {
     async fn storm(&mut self) -> Result<(), String> {
         let plan = self.plan;
         let clients = plan.storm_clients;
-        let sessions = Arc::new(Session::many("", 1));
+        let sessions = Arc::new(Session::many(&self.db.prefix, 1));
         let mut writer = self.writer(&sessions).await?;
         self.figures.rss_before_kib = self.sample().rss_kib;
         let fleet = self.fleet(&sessions, clients, false);
@@ -499,7 +508,7 @@ impl Run<'_> {
     /// A long stored session read by new clients, one after the other.
     async fn replay(&mut self) -> Result<(), String> {
         let plan = self.plan;
-        let sessions = Arc::new(Session::many("", 1));
+        let sessions = Arc::new(Session::many(&self.db.prefix, 1));
         let mut writer = self.writer(&sessions).await?;
         let written = writer
             .write(WriteSpec {
@@ -565,7 +574,7 @@ impl Run<'_> {
     async fn write_ceiling(&mut self) -> Result<(), String> {
         let plan = self.plan;
         let sessions: Vec<Arc<Vec<Session>>> = (0..plan.ceiling_writers)
-            .map(|w| Arc::new(Session::many(&format!("w{w}"), 1)))
+            .map(|w| Arc::new(Session::many(&format!("{}w{w}", self.db.prefix), 1)))
             .collect();
         let mut writers = Vec::new();
         for own in &sessions {
@@ -596,7 +605,7 @@ impl Run<'_> {
     // --- helpers ---
 
     async fn writer(&self, sessions: &Arc<Vec<Session>>) -> Result<Writer, String> {
-        let writer = Writer::connect(&self.url, sessions.clone(), self.peer.publisher()).await?;
+        let writer = Writer::connect(&self.db.url, sessions.clone(), self.peer.publisher()).await?;
         dbstats::create_tasks(writer.client(), sessions).await?;
         Ok(writer)
     }
@@ -639,13 +648,13 @@ impl Run<'_> {
         loop {
             tokio::select! {
                 done = &mut wait => {
-                    if let Ok(n) = self.monitor.server_connections(&self.db).await {
+                    if let Ok(n) = self.monitor.server_connections(&self.db.name).await {
                         most = Some(most.map_or(n, |m| m.max(n)));
                     }
                     return (done, most);
                 }
                 _ = tick.tick() => {
-                    if let Ok(n) = self.monitor.server_connections(&self.db).await {
+                    if let Ok(n) = self.monitor.server_connections(&self.db.name).await {
                         most = Some(most.map_or(n, |m| m.max(n)));
                     }
                 }
@@ -664,7 +673,11 @@ impl Run<'_> {
             generator_cpu: sysinfo::own_cpu_seconds(),
             db_cpu: self.postgres_pid.map(sysinfo::tree_cpu_seconds),
             counters: self.peer.counters().await,
-            db: self.monitor.counters(&self.db).await.unwrap_or_default(),
+            db: self
+                .monitor
+                .counters(&self.db.name)
+                .await
+                .unwrap_or_default(),
         }
     }
 
@@ -700,6 +713,7 @@ impl Run<'_> {
     /// Combines the marks into the run's figures.
     fn finish_figures(&mut self, clients: usize) -> Figures {
         let mut f = std::mem::take(&mut self.figures);
+        f.server_measured = !self.peer.pids().is_empty();
         f.server_peak_rss_kib = self.sample().hwm_kib;
         if let (Some(start), Some(end)) = (&self.start, &self.end) {
             let window = end.at.saturating_duration_since(start.at).as_secs_f64();
@@ -727,7 +741,7 @@ impl Run<'_> {
         if f.frames > 0 && f.seconds > 0.0 && f.frames_per_second == 0.0 {
             f.frames_per_second = round3(f.frames as f64 / f.seconds);
         }
-        if clients >= MIN_CLIENTS_FOR_RSS && f.rss_connected_kib > 0 {
+        if f.server_measured && clients >= MIN_CLIENTS_FOR_RSS && f.rss_connected_kib > 0 {
             let grown = f.rss_connected_kib as f64 - f.rss_before_kib as f64;
             f.rss_per_stream_kib = Some(round3(grown / clients as f64));
         }

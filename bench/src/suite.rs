@@ -3,6 +3,7 @@
 //! every client received every event exactly once.
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,16 +43,28 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         .map_or(0, |d| d.as_secs());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let plan = plan(&cli);
-    let systems: Vec<PeerKind> = if cli.systems.is_empty() {
+    let target = cli
+        .target_url
+        .as_deref()
+        .map(target_addr)
+        .transpose()?
+        .map(|addr| (addr, cli.server_pid));
+    let systems: Vec<PeerKind> = if target.is_some() {
+        vec![PeerKind::Target]
+    } else if cli.systems.is_empty() {
         PeerKind::ALL.to_vec()
     } else {
         cli.systems.clone()
     };
-    let kinds: Vec<ScenarioKind> = if cli.scenarios.is_empty() {
+    let mut kinds: Vec<ScenarioKind> = if cli.scenarios.is_empty() {
         ALL_SCENARIOS.to_vec()
     } else {
         cli.scenarios.clone()
     };
+    if target.is_some() && kinds.contains(&ScenarioKind::WriteCeiling) {
+        eprintln!("bench: write-ceiling is left out: it alters the schema of the database it uses");
+        kinds.retain(|k| *k != ScenarioKind::WriteCeiling);
+    }
     let name = cli
         .name
         .clone()
@@ -65,9 +78,10 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         }
     });
 
-    let server_bin = match &cli.server_bin {
-        Some(path) => path.clone(),
-        None => build_server()?,
+    let server_bin = match (&cli.server_bin, &target) {
+        (Some(path), _) => path.clone(),
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => build_server()?,
     };
     let nginx = if systems.contains(&PeerKind::Nchan) {
         nchan::detect()
@@ -79,15 +93,24 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
     {
         eprintln!("bench: nginx-nchan will be skipped: {reason}");
     }
-    eprintln!("bench: starting a private PostgreSQL");
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    let (cluster, monitor) = match &cli.database_url {
+        Some(url) => (None, Monitor::shared(url).await?),
+        None => {
+            eprintln!("bench: starting a private PostgreSQL");
+            let cluster = tokio::task::spawn_blocking(Cluster::start)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let monitor = Monitor::start(&cluster.url("postgres")).await?;
+            (Some(cluster), monitor)
+        }
+    };
     let versions = Versions {
         rustc: sysinfo::command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
-        taskstream: taskstream_version(&server_bin),
+        taskstream: match (&target, &cli.target_url) {
+            (Some((addr, _)), Some(url)) => target_version(*addr, url).await,
+            _ => taskstream_version(&server_bin),
+        },
         postgres: monitor.version().await.unwrap_or_else(|e| e),
         nginx: match &nginx {
             Ok(setup) => setup.version.clone(),
@@ -103,7 +126,9 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         nginx,
         keepalive_seconds: KEEPALIVE_SECONDS,
         files,
+        target,
     };
+    let postgres_pid = cluster.as_ref().and_then(Cluster::server_pid);
 
     let mut runs: Vec<RunRecord> = Vec::new();
     for scenario in plan.scenarios(&kinds) {
@@ -114,7 +139,7 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
                 &plan,
                 &monitor,
                 &setup,
-                cluster.server_pid(),
+                postgres_pid,
                 runs.len(),
                 scenario,
                 system,
@@ -130,6 +155,19 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
     settings.insert("nginx_workers".into(), nchan::WORKERS.to_string());
     settings.insert("taskstream_processes".into(), "1".into());
     settings.insert("plan".into(), format!("{plan:?}"));
+    if let Some(url) = &cli.target_url {
+        settings.insert(
+            "target".into(),
+            format!(
+                "{url}: a server this run did not start; its peak RSS is its lifetime peak{}",
+                if cli.server_pid.is_none() {
+                    ", and its CPU and memory were not measured (no --server-pid)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     let results = Results {
         name,
         quick: cli.quick,
@@ -139,6 +177,7 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         machine: sysinfo::machine(files),
         versions,
         settings,
+        targets: crate::targets::check(&runs),
         runs,
     };
     results.write(&out)?;
@@ -276,6 +315,39 @@ fn build_server() -> Result<PathBuf, String> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "taskstream")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| "cargo built no taskstream executable".to_owned())
+}
+
+/// The address of `--target-url`: loopback only, since this is a load generator.
+fn target_addr(url: &str) -> Result<SocketAddr, String> {
+    let host = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--target-url {url:?} must start with http://"))?;
+    let host = host.split('/').next().unwrap_or(host);
+    let addr = host
+        .to_socket_addrs()
+        .map_err(|e| format!("--target-url {url:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target-url {url:?} resolves to no address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "--target-url {url:?} is not a loopback address: the benchmark only loads this machine"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The version a running server reports in its `build_info` metric.
+async fn target_version(addr: SocketAddr, url: &str) -> String {
+    let metrics = crate::peers::get(addr, "/metrics")
+        .await
+        .unwrap_or_default();
+    let version = metrics
+        .lines()
+        .find(|l| l.starts_with("taskstream_build_info"))
+        .and_then(|l| l.split("version=\"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .unwrap_or("unknown");
+    format!("taskstream {version} running at {url}")
 }
 
 /// `taskstream --version` and the commit it was built from.

@@ -39,8 +39,8 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',')]
     pub fanout: Vec<usize>,
 
-    /// Multiplies every client count (and stored/saturation event count) of the plan, e.g.
-    /// 0.05 for a small trial on a busy machine.
+    /// Multiplies every client count of the plan (and the number of sessions), e.g. 0.05 for a
+    /// small trial on a busy machine.
     #[arg(long)]
     pub scale: Option<f64>,
 

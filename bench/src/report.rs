@@ -104,8 +104,12 @@ pub struct Figures {
     pub server_counters: Option<ServerCounters>,
     /// The server's database queries per second (taskstream only).
     pub server_queries_per_second: Option<f64>,
-    /// `pg_stat_database.xact_commit` delta over the window (trails: PostgreSQL publishes
-    /// backend statistics at most once a second).
+    /// Database transactions per second in the window: the writer's commits plus the server's
+    /// queries (each an autocommit transaction), counted exactly by the two that make them.
+    pub db_transactions_per_second: f64,
+    /// `pg_stat_database.xact_commit` delta over the window, as a cross-check only: PostgreSQL
+    /// publishes a backend's statistics at most once a second (an idle one's within ten), so
+    /// over a short window it trails.
     pub db_xact_commit: i64,
     /// `db_xact_commit / seconds`.
     pub db_xact_per_second: f64,
@@ -216,7 +220,7 @@ impl Results {
              (both peers' writers commit to PostgreSQL first; nchan's then POSTs the event). \
              frames/s counts every client's copy. KiB/stream = (RSS with every client \
              connected − RSS before) / clients. Queries/s are the server's own database \
-             queries (nchan makes none). Timings come from a shared machine unless stated.\n\n",
+             queries (nchan makes none); db tx/s adds the writer's commits. Timings come from a shared machine unless stated.\n\n",
         );
         md.push_str(&targets::markdown(&self.targets));
         md
@@ -237,7 +241,7 @@ impl Results {
             let Some(f) = &run.figures else {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | | | | | | | | | | | | | | {}: {} |",
+                    "| {} | {} | {} | | | | | | | | | | | | | | | {}: {} |",
                     run.label,
                     run.system,
                     run.clients,
@@ -274,7 +278,7 @@ impl Results {
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.label,
                 run.system,
                 run.clients,
@@ -302,6 +306,7 @@ impl Results {
                 f.rss_per_stream_kib
                     .map_or(String::new(), |k| format!("{k:.1}")),
                 f.server_queries_per_second.map_or(String::new(), number),
+                number(f.db_transactions_per_second),
                 f.tally.lost,
                 f.tally.duplicated,
                 notes.join("; ")

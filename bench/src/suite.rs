@@ -210,11 +210,9 @@ fn plan(cli: &Cli) -> Plan {
         plan.fanout_subscribers = plan.fanout_subscribers.iter().map(|&n| scale(n)).collect();
         plan.fanout_subscribers.dedup();
         plan.saturation_subscribers = scale(plan.saturation_subscribers);
-        plan.saturation_events = scale(plan.saturation_events as usize) as u64;
         plan.sessions = scale(plan.sessions);
         plan.idle_streams = scale(plan.idle_streams);
         plan.storm_clients = scale(plan.storm_clients);
-        plan.replay_events = scale(plan.replay_events as usize) as u64;
     }
     plan
 }

@@ -37,6 +37,7 @@ pub enum PeerKind {
     /// taskstream with `--notify false --poll-interval 500ms`.
     TaskstreamPoll,
     /// nginx + nchan, one worker; the writer publishes every committed event to it.
+    #[value(name = "nginx-nchan")]
     Nchan,
     /// A taskstream that was already running (`--target-url`).
     #[value(skip)]

@@ -38,6 +38,9 @@ const MIN_CLIENTS_FOR_RSS: usize = 100;
 /// How often the storm samples the server's database connections.
 const CONNECTION_SAMPLE: Duration = Duration::from_millis(20);
 
+/// How the reason of a run skipped because the scenario does not apply to it begins.
+pub const NOT_APPLICABLE: &str = "not applicable";
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioKind {
@@ -272,15 +275,15 @@ pub async fn run(
     };
     if let Some(reason) = scenario.not_for(kind) {
         record.status = Status::Skipped;
-        record.reason = Some(format!("not applicable: {reason}"));
+        record.reason = Some(format!("{NOT_APPLICABLE}: {reason}"));
         return record;
     }
     if scenario.kind == ScenarioKind::WriteCeiling && monitor.is_shared() {
         record.status = Status::Skipped;
-        record.reason = Some(
-            "not applicable: it disables a trigger, which it does only in a database of its own"
-                .to_owned(),
-        );
+        record.reason = Some(format!(
+            "{NOT_APPLICABLE}: it disables a trigger, which it does only in a database of its \
+             own"
+        ));
         return record;
     }
     let db = match monitor.create(number).await {
@@ -416,7 +419,8 @@ impl Run<'_> {
             self.figures.writer = Some(written);
             caught_up.map_err(|reached| {
                 format!("only {reached} of {clients} clients caught up before the deadline")
-            })
+            })?;
+            writer.verify_table().await
         }
         .await;
         self.mark_end().await;
@@ -480,9 +484,9 @@ impl Run<'_> {
                 })
                 .await?;
             self.figures.writer = Some(during);
+            writer.verify_table().await?;
             fleet.set_targets(writer.committed());
             self.mark_start().await;
-            self.written_in_window += during.events;
             let resumed_at = Instant::now();
             fleet.resume();
             let sampling = self.sample_connections(&fleet, catch_up_timeout(clients, &during));
@@ -525,6 +529,7 @@ impl Run<'_> {
             })
             .await?;
         self.figures.writer = Some(written);
+        writer.verify_table().await?;
         tokio::time::sleep(SETTLE).await;
         self.figures.rss_before_kib = self.sample().rss_kib;
         self.mark_start().await;

@@ -216,6 +216,37 @@ impl Writer {
         })
     }
 
+    /// Checks the ledger's reference against the table: every session holds exactly the
+    /// events the writer committed, numbered 1..=committed with no gap (so a client's ledger
+    /// compares against what is really stored, not only against what the writer believes).
+    pub async fn verify_table(&self) -> Result<(), String> {
+        let ids: Vec<&str> = self.sessions.iter().map(|s| s.session.as_str()).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT session_id, count(*), coalesce(max(seq), 0) FROM agent_events \
+                 WHERE session_id = ANY($1) GROUP BY session_id",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| format!("read the table back: {}", crate::dbstats::pg_error(&e)))?;
+        for (session, &committed) in self.sessions.iter().zip(&self.committed) {
+            let (count, max_seq) = rows
+                .iter()
+                .find(|row| row.get::<_, &str>(0) == session.session)
+                .map_or((0, 0), |row| (row.get::<_, i64>(1), row.get::<_, i64>(2)));
+            let committed = i64::try_from(committed).unwrap_or(i64::MAX);
+            if count != committed || max_seq != committed {
+                return Err(format!(
+                    "session {} holds {count} events (last seq {max_seq}) but the writer \
+                     committed {committed}",
+                    session.session
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The PostgreSQL connection, for scenarios that change the schema around a write.
     pub fn client(&self) -> &Client {
         &self.client

@@ -255,6 +255,14 @@ fn verdict(results: &Results, kinds: &[ScenarioKind]) -> bool {
         .fold((0, 0), |(l, d), f| {
             (l + f.tally.lost, d + f.tally.duplicated)
         });
+    let count = |status| results.runs.iter().filter(|r| r.status == status).count();
+    // The plain closing line that test-result readers understand (runs, not unit tests).
+    println!(
+        "bench: {} passed, {} failed, {} skipped",
+        count(Status::Ok),
+        count(Status::Failed),
+        count(Status::Skipped)
+    );
     if ok {
         eprintln!("bench: every client received every event exactly once (0 lost, 0 duplicated)");
     } else {

@@ -175,7 +175,7 @@ pub struct Results {
     /// The versions.
     pub versions: Versions,
     /// Settings shared by every run (keep-alive, nginx workers, …).
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, serde_json::Value>,
     /// Every run.
     pub runs: Vec<RunRecord>,
     /// Issue 4's targets, checked against these runs.

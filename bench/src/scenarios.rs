@@ -61,7 +61,7 @@ pub enum ScenarioKind {
 }
 
 /// The sizes of every scenario.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     /// Subscriber counts of the fan-out runs.
     pub fanout_subscribers: Vec<usize>,

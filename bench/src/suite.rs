@@ -151,21 +151,24 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
     }
 
     let mut settings = BTreeMap::new();
-    settings.insert("keepalive_seconds".into(), KEEPALIVE_SECONDS.to_string());
-    settings.insert("nginx_workers".into(), nchan::WORKERS.to_string());
-    settings.insert("taskstream_processes".into(), "1".into());
-    settings.insert("plan".into(), format!("{plan:?}"));
+    settings.insert("keepalive_seconds".into(), KEEPALIVE_SECONDS.into());
+    settings.insert("nginx_workers".into(), nchan::WORKERS.into());
+    settings.insert("taskstream_processes".into(), 1.into());
+    settings.insert(
+        "plan".into(),
+        serde_json::to_value(&plan).map_err(|e| e.to_string())?,
+    );
     if let Some(url) = &cli.target_url {
         settings.insert(
             "target".into(),
-            format!(
+            serde_json::Value::String(format!(
                 "{url}: a server this run did not start; its peak RSS is its lifetime peak{}",
                 if cli.server_pid.is_none() {
                     ", and its CPU and memory were not measured (no --server-pid)"
                 } else {
                     ""
                 }
-            ),
+            )),
         );
     }
     let results = Results {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::peers::PeerKind;
-use crate::scenarios::ScenarioKind;
+use crate::plan::ScenarioKind;
 
 /// Load generator for taskstream: latency, throughput, memory and database load, side by side
 /// with taskstream polling and nginx + nchan. Starts its own PostgreSQL and servers on

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the flags; [`suite`]: the whole run, from PostgreSQL to the written results.
-//! - [`scenarios`]: what each scenario does and its sizes, full and `--quick`.
+//! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
+//!   (scenario, system) run goes and what it measures.
 //! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx.
 //! - [`fleet`]: many SSE clients and what they share; [`client`]: one client;
 //!   [`sse`]: reading frames; [`ledger`]: loss and duplication per client.
@@ -24,6 +25,7 @@ mod fleet;
 mod ledger;
 mod nchan;
 mod peers;
+mod plan;
 mod plot;
 mod report;
 mod scenarios;

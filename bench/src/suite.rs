@@ -15,8 +15,9 @@ use crate::cli::Cli;
 use crate::dbstats::Monitor;
 use crate::nchan;
 use crate::peers::{PeerKind, PeerSetup};
+use crate::plan::{NOT_APPLICABLE, Plan, ScenarioKind};
 use crate::report::{Results, RunRecord, Status, Versions};
-use crate::scenarios::{self, NOT_APPLICABLE, Plan, ScenarioKind};
+use crate::scenarios;
 use crate::sysinfo;
 
 /// Keep-alive comment (taskstream) and ping (nchan) interval during the runs, seconds. Shorter

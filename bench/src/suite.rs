@@ -302,20 +302,15 @@ fn summary(run: &RunRecord) -> String {
 }
 
 /// Builds the release server binary with the cargo that runs us (a no-op when it is fresh)
-/// and returns its path.
+/// and returns its path. No `-p`: with the workspace's default members selected, features
+/// resolve as for `cargo build --release` and `cargo run --release`, so the three share one
+/// binary instead of relinking each other's.
 fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    eprintln!("bench: building the release server (cargo build --release -p taskstream)");
+    eprintln!("bench: building the release server (cargo build --release --bin taskstream)");
     let output = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "taskstream",
-            "--bin",
-            "taskstream",
-        ])
+        .args(["build", "--release", "--bin", "taskstream"])
         .arg("--manifest-path")
         .arg(&manifest)
         .args(["--message-format", "json-render-diagnostics"])

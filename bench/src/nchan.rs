@@ -60,6 +60,7 @@ pub fn detect() -> Result<NginxSetup, String> {
         .find(|p| p.is_file())
         .ok_or("the nchan module is not installed (Debian: apt-get install libnginx-mod-nchan)")?;
     let version = sysinfo::command_line(&nginx.display().to_string(), &["-v"])
+        .map(|v| v.trim_start_matches("nginx version: ").to_owned())
         .unwrap_or_else(|| "unknown".to_owned());
     let nchan_version =
         sysinfo::command_line("dpkg-query", &["-W", "-f=${Version}", "libnginx-mod-nchan"])

@@ -202,7 +202,7 @@ impl Results {
         let _ = writeln!(md, "# taskstream benchmark: {}\n", self.name);
         let _ = writeln!(
             md,
-            "{} ({} cores, {} MiB), {}. taskstream {}, PostgreSQL {}, {} with nchan {}, {}.\n",
+            "{} ({} cores, {} MiB), {}. {}, PostgreSQL {}, nginx {} with nchan {}, {}.\n",
             m.cpu_model,
             m.cores,
             m.memory_mib,
@@ -232,10 +232,10 @@ impl Results {
         md.push_str(
             "| scenario | system | clients | writes/s | frames/s | p50 ms | p90 ms | p99 ms | \
              p99.9 ms | max ms | server CPU s | peak RSS MiB | KiB/stream | queries/s | \
-             lost | dup | notes |\n",
+             db tx/s | lost | dup | notes |\n",
         );
         md.push_str(
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for run in &self.runs {
             let Some(f) = &run.figures else {
@@ -338,6 +338,52 @@ fn number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_row_has_as_many_cells_as_the_header() {
+        let run = |status, figures| RunRecord {
+            scenario: "fanout".into(),
+            label: "fanout-1".into(),
+            system: "taskstream".into(),
+            clients: 1,
+            sessions: 1,
+            target_rate: Some(100.0),
+            status,
+            reason: None,
+            figures,
+        };
+        let results = Results {
+            name: "t".into(),
+            quick: true,
+            command: "bench".into(),
+            started_unix: 0,
+            total_seconds: 0.0,
+            machine: Machine {
+                cpu_model: "cpu".into(),
+                cores: 2,
+                kernel: "linux".into(),
+                memory_mib: 1,
+                nofile_limit: 1,
+            },
+            versions: Versions {
+                rustc: String::new(),
+                taskstream: String::new(),
+                postgres: String::new(),
+                nginx: String::new(),
+                nchan: String::new(),
+            },
+            settings: BTreeMap::new(),
+            runs: vec![
+                run(Status::Ok, Some(Figures::default())),
+                run(Status::Skipped, None),
+            ],
+            targets: Vec::new(),
+        };
+        let table = results.table();
+        let cells: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
+        assert_eq!(cells.len(), 4);
+        assert!(cells.iter().all(|&c| c == cells[0]), "{table}");
+    }
 
     #[test]
     fn numbers_keep_sensible_precision() {

@@ -202,7 +202,7 @@ impl Results {
         let _ = writeln!(md, "# taskstream benchmark: {}\n", self.name);
         let _ = writeln!(
             md,
-            "{} ({} cores, {} MiB), {}. {}, PostgreSQL {}, nginx {} with nchan {}, {}.\n",
+            "{} ({} cores, {} MiB), {}. {}, PostgreSQL {}, nginx: {} with nchan {}, {}.\n",
             m.cpu_model,
             m.cores,
             m.memory_mib,

@@ -336,12 +336,12 @@ fn number(v: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn every_table_row_has_as_many_cells_as_the_header() {
-        let run = |status, figures| RunRecord {
+    /// A fan-out run record for tests.
+    pub(crate) fn fanout_run(status: Status, figures: Option<Figures>) -> RunRecord {
+        RunRecord {
             scenario: "fanout".into(),
             label: "fanout-1".into(),
             system: "taskstream".into(),
@@ -351,8 +351,12 @@ mod tests {
             status,
             reason: None,
             figures,
-        };
-        let results = Results {
+        }
+    }
+
+    /// Results holding `runs`, for tests.
+    pub(crate) fn results(runs: Vec<RunRecord>) -> Results {
+        Results {
             name: "t".into(),
             quick: true,
             command: "bench".into(),
@@ -373,12 +377,17 @@ mod tests {
                 nchan: String::new(),
             },
             settings: BTreeMap::new(),
-            runs: vec![
-                run(Status::Ok, Some(Figures::default())),
-                run(Status::Skipped, None),
-            ],
+            runs,
             targets: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn every_table_row_has_as_many_cells_as_the_header() {
+        let results = results(vec![
+            fanout_run(Status::Ok, Some(Figures::default())),
+            fanout_run(Status::Skipped, None),
+        ]);
         let table = results.table();
         let cells: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
         assert_eq!(cells.len(), 4);

@@ -241,12 +241,13 @@ fn verdict(results: &Results, kinds: &[ScenarioKind]) -> bool {
         let ran = runs.clone().any(|r| r.status == Status::Ok);
         // A scenario that does not apply to any selected system (write-ceiling with only
         // nginx-nchan, say) has nothing to produce.
-        let inapplicable = runs.all(|r| {
-            r.status == Status::Skipped
-                && r.reason
-                    .as_deref()
-                    .is_some_and(|why| why.starts_with(NOT_APPLICABLE))
-        });
+        let inapplicable = runs.clone().next().is_some()
+            && runs.all(|r| {
+                r.status == Status::Skipped
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|why| why.starts_with(NOT_APPLICABLE))
+            });
         if !ran && !inapplicable {
             ok = false;
             eprintln!("\nbench: FAILED: scenario {name} produced no result");
@@ -377,5 +378,49 @@ fn taskstream_version(bin: &Path) -> String {
     match commit {
         Some(commit) => format!("{version} ({commit})"),
         None => version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Tally;
+    use crate::report::Figures;
+    use crate::report::tests::{fanout_run, results};
+
+    #[test]
+    fn a_lost_event_or_a_scenario_without_result_fails_the_run() {
+        let exact = results(vec![fanout_run(Status::Ok, Some(Figures::default()))]);
+        assert!(verdict(&exact, &[ScenarioKind::Fanout]));
+        assert!(
+            !verdict(&exact, &[ScenarioKind::Fanout, ScenarioKind::Storm]),
+            "storm produced nothing"
+        );
+
+        let lossy = Figures {
+            tally: Tally {
+                received: 9,
+                lost: 1,
+                duplicated: 0,
+            },
+            ..Figures::default()
+        };
+        let failed = results(vec![fanout_run(Status::Failed, Some(lossy))]);
+        assert!(!verdict(&failed, &[ScenarioKind::Fanout]));
+    }
+
+    #[test]
+    fn a_scenario_that_applies_to_no_selected_system_is_not_missing() {
+        let mut skipped = fanout_run(Status::Skipped, None);
+        skipped.scenario = "write-ceiling".into();
+        skipped.reason = Some(format!("{NOT_APPLICABLE}: only with taskstream"));
+        let runs = results(vec![
+            fanout_run(Status::Ok, Some(Figures::default())),
+            skipped,
+        ]);
+        assert!(verdict(
+            &runs,
+            &[ScenarioKind::Fanout, ScenarioKind::WriteCeiling]
+        ));
     }
 }

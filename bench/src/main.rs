@@ -1,0 +1,69 @@
+//! `bench`: the taskstream benchmark harness (issue 4). Parses the command line, raises the
+//! open-file limit (10,000 streams need 10,000 sockets on each side), and hands over to
+//! [`suite::run`].
+//!
+//! # Layout
+//! - [`cli`]: the flags; [`suite`]: the whole run, from PostgreSQL to the written results.
+//! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
+//!   (scenario, system) run goes and what it measures.
+//! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx.
+//! - [`fleet`]: many SSE clients and what they share; [`client`]: one client;
+//!   [`sse`]: reading frames; [`ledger`]: loss and duplication per client.
+//! - [`writer`]: inserts (and nchan publishes) at a pace.
+//! - [`dbstats`]: run databases and PostgreSQL's counters; [`sysinfo`]: `/proc` and the
+//!   machine.
+//! - [`report`]: JSON and Markdown results; [`targets`]: issue 4's targets checked against
+//!   them; [`plot`]: the latency SVG.
+
+// A binary: `pub` marks what a module offers the others, so `unreachable_pub` does not apply.
+#![warn(missing_docs, rust_2018_idioms)]
+
+mod cli;
+mod client;
+mod dbstats;
+mod fleet;
+mod ledger;
+mod nchan;
+mod peers;
+mod plan;
+mod plot;
+mod report;
+mod scenarios;
+mod sse;
+mod suite;
+mod sysinfo;
+mod targets;
+mod writer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let files = match sysinfo::raise_nofile_limit() {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("bench: cannot raise the open-file limit: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(suite::run(cli, files)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The scenarios and their sizes: the committed full run (issue 4's sizes) and the `--quick`
+//! smoke run, and which systems each applies to.
+//!
+//! - **fanout-N**: one session, N subscribers, a steady write rate.
+//! - **saturation**: one session, many subscribers, the writer as fast as it can go.
+//! - **sessions**: many sessions × 2 subscribers each, a steady total write rate.
+//! - **idle**: N open streams that receive nothing but keep-alives: memory per stream.
+//! - **storm**: N clients drop at once, events are written while they are away, and all
+//!   resume with `Last-Event-ID` at once: time until all are caught up, database connections.
+//! - **replay**: a session of N stored events read by a new client: time to first event and
+//!   to caught up.
+//! - **write-ceiling**: the insert rate PostgreSQL sustains with the schema's NOTIFY trigger
+//!   and without it (NOTIFY serialises commits behind one lock).
+
+use crate::peers::PeerKind;
+
+/// How the reason of a run skipped because the scenario does not apply to it begins.
+pub const NOT_APPLICABLE: &str = "not applicable";
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioKind {
+    /// One session, N subscribers, steady rate.
+    Fanout,
+    /// One session, many subscribers, writer at full speed.
+    Saturation,
+    /// Many sessions, two subscribers each.
+    Sessions,
+    /// Open streams with keep-alives only.
+    Idle,
+    /// Everyone drops and resumes at once.
+    Storm,
+    /// A long stored session read from the start.
+    Replay,
+    /// Insert rate with and without the NOTIFY trigger.
+    WriteCeiling,
+}
+
+/// The sizes of every scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// Subscriber counts of the fan-out runs.
+    pub fanout_subscribers: Vec<usize>,
+    /// Events per second in fan-out.
+    pub fanout_rate: f64,
+    /// Seconds of writing in fan-out.
+    pub fanout_seconds: f64,
+    /// Subscribers in the saturation run.
+    pub saturation_subscribers: usize,
+    /// Events written as fast as possible in the saturation run.
+    pub saturation_events: u64,
+    /// Sessions in the many-sessions run (two subscribers each).
+    pub sessions: usize,
+    /// Total events per second over all sessions.
+    pub sessions_rate: f64,
+    /// Seconds of writing in the many-sessions run.
+    pub sessions_seconds: f64,
+    /// Open streams in the idle run.
+    pub idle_streams: usize,
+    /// Seconds the idle streams are held.
+    pub idle_seconds: f64,
+    /// Clients in the storm.
+    pub storm_clients: usize,
+    /// Events before the drop (at 100/s).
+    pub storm_before: u64,
+    /// Events written while every client is away.
+    pub storm_during: u64,
+    /// Stored events in the replay.
+    pub replay_events: u64,
+    /// Clients that replay it, one after the other.
+    pub replay_clients: usize,
+    /// Writer connections (one session each) in the write-ceiling run.
+    pub ceiling_writers: usize,
+    /// Seconds each write-ceiling measurement lasts.
+    pub ceiling_seconds: f64,
+}
+
+impl Plan {
+    /// The committed full run (issue 4's sizes).
+    pub fn full() -> Plan {
+        Plan {
+            fanout_subscribers: vec![1, 100, 1_000, 5_000, 10_000],
+            fanout_rate: 100.0,
+            fanout_seconds: 10.0,
+            saturation_subscribers: 1_000,
+            saturation_events: 5_000,
+            sessions: 1_000,
+            sessions_rate: 1_000.0,
+            sessions_seconds: 10.0,
+            idle_streams: 10_000,
+            idle_seconds: 12.0,
+            storm_clients: 2_000,
+            storm_before: 200,
+            storm_during: 1_000,
+            replay_events: 10_000,
+            replay_clients: 5,
+            ceiling_writers: 4,
+            ceiling_seconds: 5.0,
+        }
+    }
+
+    /// The smoke run: every scenario, small and short.
+    pub fn quick() -> Plan {
+        Plan {
+            fanout_subscribers: vec![1, 50],
+            fanout_rate: 100.0,
+            fanout_seconds: 1.0,
+            saturation_subscribers: 50,
+            saturation_events: 500,
+            sessions: 25,
+            sessions_rate: 100.0,
+            sessions_seconds: 1.0,
+            idle_streams: 200,
+            idle_seconds: 0.5,
+            storm_clients: 100,
+            storm_before: 20,
+            storm_during: 100,
+            replay_events: 1_000,
+            replay_clients: 2,
+            ceiling_writers: 2,
+            ceiling_seconds: 0.5,
+        }
+    }
+
+    /// The runs of `kinds`, in order.
+    pub fn scenarios(&self, kinds: &[ScenarioKind]) -> Vec<Scenario> {
+        let mut out = Vec::new();
+        for &kind in kinds {
+            if kind == ScenarioKind::Fanout {
+                for &subscribers in &self.fanout_subscribers {
+                    out.push(Scenario { kind, subscribers });
+                }
+            } else {
+                out.push(Scenario {
+                    kind,
+                    subscribers: 0,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One scenario, sized.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// Which.
+    pub kind: ScenarioKind,
+    /// Fan-out only: the subscribers of the one session.
+    pub subscribers: usize,
+}
+
+impl Scenario {
+    /// The scenario kind's name (as on the command line).
+    pub fn name(self) -> String {
+        self.kind.name()
+    }
+
+    /// Its label with its size.
+    pub fn label(self, plan: &Plan) -> String {
+        match self.kind {
+            ScenarioKind::Fanout => format!("fanout-{}", self.subscribers),
+            ScenarioKind::Saturation => format!("saturation-{}", plan.saturation_subscribers),
+            ScenarioKind::Sessions => format!("sessions-{}x2", plan.sessions),
+            ScenarioKind::Idle => format!("idle-{}", plan.idle_streams),
+            ScenarioKind::Storm => format!("storm-{}", plan.storm_clients),
+            ScenarioKind::Replay => format!("replay-{}", plan.replay_events),
+            ScenarioKind::WriteCeiling => format!("write-ceiling-{}w", plan.ceiling_writers),
+        }
+    }
+
+    /// (clients, sessions, target rate).
+    pub fn shape(self, plan: &Plan) -> (usize, usize, Option<f64>) {
+        match self.kind {
+            ScenarioKind::Fanout => (self.subscribers, 1, Some(plan.fanout_rate)),
+            ScenarioKind::Saturation => (plan.saturation_subscribers, 1, None),
+            ScenarioKind::Sessions => (plan.sessions * 2, plan.sessions, Some(plan.sessions_rate)),
+            ScenarioKind::Idle => (plan.idle_streams, 1, None),
+            ScenarioKind::Storm => (plan.storm_clients, 1, None),
+            ScenarioKind::Replay => (plan.replay_clients, 1, None),
+            ScenarioKind::WriteCeiling => (0, plan.ceiling_writers, None),
+        }
+    }
+
+    /// Why `peer` does not take part, if it does not.
+    pub fn not_for(self, peer: PeerKind) -> Option<&'static str> {
+        (self.kind == ScenarioKind::WriteCeiling && peer != PeerKind::Taskstream).then_some(
+            "measures PostgreSQL's insert path with taskstream listening; the other systems \
+             add nothing to it",
+        )
+    }
+}
+
+impl ScenarioKind {
+    /// Its name, as on the command line and in the results.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+}

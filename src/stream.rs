@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -86,8 +86,12 @@ pub struct Start {
 /// The sending side of one response body, with the client's pace rules.
 struct Outlet {
     tx: mpsc::Sender<Bytes>,
-    /// Fires when the stream has been silent for the keep-alive interval.
+    /// Fires a keep-alive interval after it was last armed; when it fires, `last_sent` says
+    /// whether the stream has really been silent that long (re-arming a timer on every frame
+    /// would cost a timer-wheel update per frame per client).
     keepalive: Pin<Box<Sleep>>,
+    /// When bytes were last handed to the client.
+    last_sent: Instant,
     /// Resolves when the stream must end for a reason of the server's: shutdown (after this
     /// stream's share of the spread), token expiry, or the maximum lifetime.
     ending: Ending,
@@ -117,6 +121,8 @@ struct StreamTask {
     out: Outlet,
     /// Events sent, for the end-of-stream log line.
     sent: u64,
+    /// How many of them the shared counter already has.
+    reported: u64,
 }
 
 /// Starts the stream task of one response and returns the response body.
@@ -126,6 +132,7 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
     let out = Outlet {
         tx,
         keepalive,
+        last_sent: Instant::now(),
         ending: ending(&app, start.token_expires),
         app: app.clone(),
     };
@@ -138,6 +145,7 @@ pub fn spawn(app: Arc<App>, start: Start) -> EventBody {
             Ok(()) => EndReason::Complete,
             Err(reason) => reason,
         };
+        task.report_sent();
         if let (EndReason::Slow, Some(abort)) = (reason, &start.abort) {
             abort.abort();
         }
@@ -166,6 +174,7 @@ impl StreamTask {
             seq: 0,
             out,
             sent: 0,
+            reported: 0,
         }
     }
 
@@ -272,7 +281,7 @@ impl StreamTask {
                     &row.content,
                 );
                 self.seq = row.seq;
-                self.count_sent();
+                self.sent += 1;
                 if chunk.len() >= CHUNK_BYTES {
                     self.out.send(chunk.split().freeze()).await?;
                 }
@@ -280,30 +289,37 @@ impl StreamTask {
             if !chunk.is_empty() {
                 self.out.send(chunk.freeze()).await?;
             }
+            self.report_sent();
             if !full {
                 return Ok(());
             }
         }
     }
 
-    fn count_sent(&mut self) {
-        self.sent += 1;
-        self.app.metrics.events_sent.inc();
-    }
-
     /// Forwards live frames until the stream must catch up, completes, or ends.
     async fn follow_live(&mut self) -> Result<LiveExit, EndReason> {
         let mut chunk = BytesMut::new();
+        // Resolves when the response body is dropped (hyper saw the connection close), so a
+        // client that leaves while nothing is sent is noticed at once. One watcher for the
+        // whole live phase: a new one per frame would register and unregister a waiter each
+        // time.
+        let watcher = self.out.tx.clone();
+        let mut gone = pin!(watcher.closed());
         loop {
             let first = tokio::select! {
                 biased;
                 reason = &mut self.out.ending => return Err(reason),
                 received = self.subscription.live.recv() => received,
                 () = &mut self.out.keepalive => {
-                    self.out.send(Bytes::from_static(sse::KEEP_ALIVE)).await?;
+                    let due = self.out.last_sent + self.app.config.keepalive;
+                    if Instant::now() >= due {
+                        self.out.send(Bytes::from_static(sse::KEEP_ALIVE)).await?;
+                    }
+                    let next = self.out.last_sent + self.app.config.keepalive;
+                    self.out.keepalive.as_mut().reset(next);
                     continue;
                 }
-                () = self.out.tx.closed() => return Err(EndReason::ClientGone),
+                () = &mut gone => return Err(EndReason::ClientGone),
             };
             // Take whatever else is already waiting, so a burst becomes one write.
             let mut next = Some(first);
@@ -312,9 +328,15 @@ impl StreamTask {
                 let exit = match received {
                     Ok(Live::Event(event)) => match self.place(&event.session, event.seq) {
                         Place::Next => {
-                            self.session = Some(event.session.clone());
+                            if !self
+                                .session
+                                .as_ref()
+                                .is_some_and(|current| Arc::ptr_eq(current, &event.session))
+                            {
+                                self.session = Some(event.session.clone());
+                            }
                             self.seq = event.seq;
-                            self.count_sent();
+                            self.sent += 1;
                             if let Some(at) = event.notified_at {
                                 self.app
                                     .metrics
@@ -379,7 +401,18 @@ impl StreamTask {
         if !chunk.is_empty() {
             self.out.send(chunk.split().freeze()).await?;
         }
+        self.report_sent();
         Ok(())
+    }
+
+    /// Adds the events sent since the last report to the shared counter: once per write, not
+    /// once per event, since every stream would otherwise contend on it for every event.
+    fn report_sent(&mut self) {
+        self.app
+            .metrics
+            .events_sent
+            .inc_by(self.sent - self.reported);
+        self.reported = self.sent;
     }
 
     /// Where event `seq` of `session` stands relative to what this stream has sent.
@@ -462,9 +495,7 @@ impl Outlet {
             }
         };
         if result.is_ok() {
-            self.keepalive
-                .as_mut()
-                .reset(Instant::now() + self.app.config.keepalive);
+            self.last_sent = Instant::now();
         }
         result
     }

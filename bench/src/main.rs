@@ -41,7 +41,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let files = match sysinfo::raise_nofile_limit() {
+    let files = match taskstream::raise_open_files_limit() {
         Ok(files) => files,
         Err(error) => {
             eprintln!("bench: cannot raise the open-file limit: {error}");

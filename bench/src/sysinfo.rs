@@ -109,23 +109,6 @@ pub fn own_cpu_seconds() -> f64 {
 
 /// Raises this process's open-file limit to its hard limit (children, such as the server,
 /// inherit it); returns the new soft limit.
-pub fn raise_nofile_limit() -> Result<u64, String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-    }
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
-    }
-    Ok(limit.rlim_cur)
-}
-
 /// The machine the figures come from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Machine {

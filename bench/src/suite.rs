@@ -310,7 +310,22 @@ fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     eprintln!("bench: building the release server (cargo build --release --bin taskstream)");
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo run` gives us the variables it sets for the package it runs; passed on, build
+    // scripts that watch them would see a changed environment and rebuild half the tree.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_CRATE_")
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_RUSTC_CURRENT_DIR"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let output = command
         .args(["build", "--release", "--bin", "taskstream"])
         .arg("--manifest-path")
         .arg(&manifest)

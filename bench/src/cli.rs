@@ -18,12 +18,14 @@ pub struct Cli {
     #[arg(long)]
     pub quick: bool,
 
-    /// The results' file stem [default: `full`, or `quick` with --quick].
+    /// The results' file stem [default: `full`; `quick` with --quick; `partial` when systems,
+    /// scenarios, sizes or the server are chosen].
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Where results go [default: bench/results, or target/bench-quick with --quick, so a
-    /// smoke run does not overwrite the committed results].
+    /// Where results go [default: bench/results for the complete full run only; otherwise
+    /// target/bench-quick or target/bench-partial, so that no other run overwrites the
+    /// committed results].
     #[arg(long)]
     pub out: Option<PathBuf>,
 

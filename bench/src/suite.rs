@@ -66,16 +66,28 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         eprintln!("bench: write-ceiling is left out: it alters the schema of the database it uses");
         kinds.retain(|k| *k != ScenarioKind::WriteCeiling);
     }
-    let name = cli
-        .name
-        .clone()
-        .unwrap_or_else(|| if cli.quick { "quick" } else { "full" }.to_owned());
+    // Only the complete full run lands in bench/results (the committed results); a smoke run or
+    // a partial run (some systems, scenarios, sizes or another server) goes under target/.
+    let partial = !cli.systems.is_empty()
+        || !cli.scenarios.is_empty()
+        || !cli.fanout.is_empty()
+        || cli.scale.is_some()
+        || cli.target_url.is_some()
+        || cli.server_bin.is_some();
+    let kind = match (cli.quick, partial) {
+        (true, _) => "quick",
+        (false, true) => "partial",
+        (false, false) => "full",
+    };
+    let name = cli.name.clone().unwrap_or_else(|| kind.to_owned());
     let out = cli.out.clone().unwrap_or_else(|| {
         let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-        if cli.quick {
-            bench.parent().unwrap_or(bench).join("target/bench-quick")
-        } else {
-            bench.join("results")
+        match kind {
+            "full" => bench.join("results"),
+            _ => bench
+                .parent()
+                .unwrap_or(bench)
+                .join(format!("target/bench-{kind}")),
         }
     });
 

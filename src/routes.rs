@@ -111,7 +111,7 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
     };
     let grant = match authorize(app, req.headers()) {
         Ok(grant) => grant,
-        Err(denied) => return unauthorized(denied),
+        Err(denied) => return sign_in(denied),
     };
     let only = grant.and_then(|grant| grant.task_ids());
     // One row more than the page tells whether an older page exists.
@@ -149,7 +149,7 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
             return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
         }
         Ok(_) => {}
-        Err(denied) => return unauthorized(denied),
+        Err(denied) => return sign_in(denied),
     }
     let task = {
         let _turn = app.read_slot().await;
@@ -286,20 +286,37 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<Option<Grant>, Denied> {
     }
 }
 
-/// `401` with the `www-authenticate` challenge (RFC 6750).
+/// `401` with the `www-authenticate` challenge, for programs.
 fn unauthorized(denied: Denied) -> Response<Body> {
-    let (message, challenge) = match denied {
-        Denied::Missing => ("a token is required", r#"Bearer realm="taskstream""#),
-        Denied::Invalid => (
-            "the token is invalid or expired",
-            r#"Bearer realm="taskstream", error="invalid_token""#,
-        ),
+    let mut answer = response::error(StatusCode::UNAUTHORIZED, denied_message(denied));
+    challenge(&mut answer, denied);
+    answer
+}
+
+/// `401` for a viewer page: the sign-in page (a person is reading), with the same challenge.
+fn sign_in(denied: Denied) -> Response<Body> {
+    let mut answer = response::page(viewer::signin_page(denied_message(denied)));
+    *answer.status_mut() = StatusCode::UNAUTHORIZED;
+    challenge(&mut answer, denied);
+    answer
+}
+
+fn denied_message(denied: Denied) -> &'static str {
+    match denied {
+        Denied::Missing => "a token is required",
+        Denied::Invalid => "the token is invalid or expired",
+    }
+}
+
+/// The `www-authenticate` challenge of RFC 6750.
+fn challenge(answer: &mut Response<Body>, denied: Denied) {
+    let challenge = match denied {
+        Denied::Missing => r#"Bearer realm="taskstream""#,
+        Denied::Invalid => r#"Bearer realm="taskstream", error="invalid_token""#,
     };
-    let mut answer = response::error(StatusCode::UNAUTHORIZED, message);
     answer
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    answer
 }
 
 /// Whether a `complete` cursor has nothing left to receive: the task is still not

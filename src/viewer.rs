@@ -22,6 +22,13 @@ const VIEWER_CSS: &str = include_str!("viewer/viewer.css");
 /// The script of the task page.
 const VIEWER_JS: &str = include_str!("viewer/viewer.js");
 
+/// The sign-in page, shown instead of a page when authentication is on and the reader has no
+/// valid token.
+const SIGNIN_HTML: &str = include_str!("viewer/signin.html");
+
+/// The sign-in page's script.
+const SIGNIN_JS: &str = include_str!("viewer/signin.js");
+
 /// One static file of the viewer, served at `/assets/{name}`.
 #[derive(Debug, Clone, Copy)]
 pub struct Asset {
@@ -48,6 +55,10 @@ pub fn asset(name: &str) -> Option<Asset> {
         "viewer.js" => Some(Asset {
             content_type: "text/javascript; charset=utf-8",
             body: VIEWER_JS,
+        }),
+        "signin.js" => Some(Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body: SIGNIN_JS,
         }),
         _ => None,
     }
@@ -113,6 +124,11 @@ fn task_row(task: &TaskSummary) -> String {
             ("status", Slot::Text(&task.status)),
         ],
     )
+}
+
+/// The sign-in page; `reason` says why it is shown (no token, or one that no longer works).
+pub fn signin_page(reason: &str) -> String {
+    fill(SIGNIN_HTML, &[("reason", Slot::Text(reason))])
 }
 
 /// The live page of `task`.

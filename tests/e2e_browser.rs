@@ -412,6 +412,67 @@ async fn an_expired_token_asks_to_sign_in_again() {
     browser.close().await;
 }
 
+/// With authentication on and no token, the viewer asks to sign in: a wrong token is refused
+/// with a message, a valid one is handed to `POST /session` (the page never sees the cookie,
+/// which is HttpOnly) and the page reloads into the task list the token covers.
+#[tokio::test]
+async fn the_sign_in_page_turns_a_token_into_a_session() {
+    let server = TestServer::start(Config {
+        jwt_secret: Some(Secret(SECRET.to_owned())),
+        ..config()
+    })
+    .await;
+    for id in ["mine", "other"] {
+        server.task(id, "Open").await;
+    }
+
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/")).await;
+    browser
+        .wait_for(
+            "the sign-in form",
+            "document.getElementById('signin') !== null",
+        )
+        .await;
+    let fill = |token: &str| {
+        format!(
+            "(document.getElementById('token').value = {}, true)",
+            serde_json::to_string(token).expect("a JSON string")
+        )
+    };
+    browser.eval(&fill("not-a-token")).await;
+    browser.click("#signin button").await;
+    let refused = browser
+        .wait_for(
+            "the refusal",
+            "document.getElementById('signin-status').textContent.includes('not valid') \
+             && document.getElementById('signin-status').textContent",
+        )
+        .await;
+    assert!(
+        refused.as_str().is_some_and(|t| t.contains("not valid")),
+        "{refused}"
+    );
+
+    browser.eval(&fill(&token(&["mine"], 60))).await;
+    browser.click("#signin button").await;
+    let links = browser
+        .wait_for(
+            "the task list",
+            "document.querySelectorAll('ul.tasks li').length > 0 \
+             && [...document.querySelectorAll('ul.tasks .id')].map(e => e.textContent)",
+        )
+        .await;
+    assert_eq!(links, serde_json::json!(["mine"]), "only the covered task");
+    assert_eq!(
+        browser.eval("document.cookie").await,
+        Value::String(String::new()),
+        "the token cookie is HttpOnly"
+    );
+    assert_no_page_errors(&mut browser, &["401"]).await;
+    browser.close().await;
+}
+
 /// New cards scroll into view while the reader is at the end of the page; once the reader
 /// scrolls up, the page stays put and offers a button to jump to the newest card.
 #[tokio::test]

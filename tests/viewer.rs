@@ -256,3 +256,48 @@ async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
     }
     assert_eq!(get(&server, "/assets/viewer.js").await.status, 200);
 }
+
+/// A page asked for without a valid token answers `401` with the sign-in page (a person is
+/// reading): its form posts the token to `/session`, its script is served, and the page keeps
+/// the pages' content-security-policy.
+#[tokio::test]
+async fn without_a_token_the_pages_ask_to_sign_in() {
+    let server = TestServer::start(Config {
+        jwt_secret: Some(Secret(SECRET.to_owned())),
+        ..fast_config()
+    })
+    .await;
+    server.task("a", "Open").await;
+    let expired = format!("taskstream_token={}", token(&["a"], -5));
+    for (path, cookie, reason) in [
+        ("/", None, "a token is required"),
+        (
+            "/tasks/a",
+            Some(expired.as_str()),
+            "the token is invalid or expired",
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", *c)).collect();
+        let response = Sse::get(server.addr(), path, &headers).await;
+        assert_eq!(response.status, 401, "{path}");
+        assert!(
+            response
+                .header("content-type")
+                .expect("type")
+                .starts_with("text/html")
+        );
+        assert!(response.header("content-security-policy").is_some());
+        assert!(response.header("www-authenticate").is_some());
+        let html = response.text().await;
+        assert!(html.contains(r#"<form id="signin""#), "{path}: {html}");
+        assert!(html.contains(reason), "{path}: {html}");
+        assert!(html.contains(r#"<script src="/assets/signin.js">"#));
+    }
+    let script = get(&server, "/assets/signin.js").await;
+    assert_eq!(script.status, 200);
+    assert!(script.text().await.contains("'/session'"));
+    // The stream itself stays a JSON 401 for programs.
+    let stream = get(&server, "/tasks/a/events/stream").await;
+    assert_eq!(stream.status, 401);
+    assert_eq!(stream.header("content-type"), Some("application/json"));
+}

@@ -62,9 +62,16 @@ impl App {
 
     /// Waits for a turn to read from the pool on behalf of a client (stream start, replay).
     pub async fn read_slot(&self) -> SemaphorePermit<'_> {
-        self.read_slots
+        if let Ok(permit) = self.read_slots.try_acquire() {
+            return permit;
+        }
+        self.metrics.reads_waiting.inc();
+        let permit = self
+            .read_slots
             .acquire()
             .await
-            .expect("the read semaphore is never closed")
+            .expect("the read semaphore is never closed");
+        self.metrics.reads_waiting.dec();
+        permit
     }
 }

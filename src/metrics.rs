@@ -48,6 +48,16 @@ pub enum EndReason {
 }
 
 impl QueryKind {
+    /// Every kind, for totals.
+    pub const ALL: [QueryKind; 6] = [
+        QueryKind::Position,
+        QueryKind::Positions,
+        QueryKind::Events,
+        QueryKind::Tasks,
+        QueryKind::Task,
+        QueryKind::Ping,
+    ];
+
     /// The label value (Prometheus style: lower case).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -118,6 +128,8 @@ pub struct Metrics {
     /// Times a live stream fell behind its tail (it lagged, or saw a gap) and caught up from
     /// the table instead of buffering.
     pub catch_ups: Counter,
+    /// Client reads (stream starts, replays) waiting for their turn on the pool.
+    pub reads_waiting: Gauge,
     /// Database queries, by kind.
     pub queries: Family<QueryLabels, Counter>,
     /// Database query latency, by kind.
@@ -139,6 +151,7 @@ impl Default for Metrics {
         let events_sent = Counter::default();
         let stream_ends = Family::<EndLabels, Counter>::default();
         let catch_ups = Counter::default();
+        let reads_waiting = Gauge::default();
         let queries = Family::<QueryLabels, Counter>::default();
         let query_seconds = Family::<QueryLabels, Histogram>::new_with_constructor(|| {
             // 100 µs … ~3 s.
@@ -183,6 +196,11 @@ impl Default for Metrics {
             "Times a live stream fell behind and caught up from the table",
             catch_ups.clone(),
         );
+        registry.register(
+            "reads_waiting",
+            "Client reads waiting for their turn on the pool",
+            reads_waiting.clone(),
+        );
         registry.register("db_queries", "Database queries, by kind", queries.clone());
         registry.register(
             "db_query_seconds",
@@ -213,6 +231,7 @@ impl Default for Metrics {
             events_sent,
             stream_ends,
             catch_ups,
+            reads_waiting,
             queries,
             query_seconds,
             notifications,
@@ -231,17 +250,10 @@ impl Metrics {
 
     /// The total number of database queries made so far.
     pub fn total_queries(&self) -> u64 {
-        [
-            QueryKind::Position,
-            QueryKind::Positions,
-            QueryKind::Events,
-            QueryKind::Tasks,
-            QueryKind::Task,
-            QueryKind::Ping,
-        ]
-        .into_iter()
-        .map(|kind| self.query_count(kind))
-        .sum()
+        QueryKind::ALL
+            .into_iter()
+            .map(|kind| self.query_count(kind))
+            .sum()
     }
 
     /// The number of streams that ended for `reason`.

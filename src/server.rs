@@ -13,7 +13,6 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -87,9 +86,8 @@ impl Protocols {
 pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor>) {
     let protocols = Arc::new(Protocols::new(&app));
     let tracker = Arc::new(Tracker {
-        count: AtomicUsize::new(0),
+        open: app.metrics.connections.clone(),
         idle: Notify::new(),
-        gauge: app.metrics.connections.clone(),
     });
     let mut shutdown = app.shutdown.clone();
     loop {
@@ -125,19 +123,18 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor
     let drained = tokio::time::timeout(app.config.drain_deadline, tracker.idle()).await;
     if drained.is_err() {
         tracing::warn!(
-            open = tracker.count.load(Ordering::Acquire),
+            open = tracker.open.get(),
             "drain deadline passed with connections still open"
         );
     }
 }
 
-/// Counts open connections, so that shutdown can wait for them to finish.
+/// Counts open connections (in the `connections` gauge of `/metrics`), so that shutdown can
+/// wait for them to finish.
 #[derive(Debug)]
 struct Tracker {
-    count: AtomicUsize,
+    open: Gauge,
     idle: Notify,
-    /// The same count, for `/metrics`.
-    gauge: Gauge,
 }
 
 /// One open connection; dropping it (the connection ended) updates the count.
@@ -146,8 +143,7 @@ struct Open(Arc<Tracker>);
 
 impl Tracker {
     fn open(tracker: &Arc<Tracker>) -> Open {
-        tracker.count.fetch_add(1, Ordering::AcqRel);
-        tracker.gauge.inc();
+        tracker.open.inc();
         Open(tracker.clone())
     }
 
@@ -156,7 +152,7 @@ impl Tracker {
         loop {
             let mut notified = pin!(self.idle.notified());
             notified.as_mut().enable();
-            if self.count.load(Ordering::Acquire) == 0 {
+            if self.open.get() == 0 {
                 return;
             }
             notified.await;
@@ -166,8 +162,8 @@ impl Tracker {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.gauge.dec();
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // `dec` returns the count before: 1 means this was the last connection.
+        if self.0.open.dec() == 1 {
             self.0.idle.notify_waiters();
         }
     }

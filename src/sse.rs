@@ -38,17 +38,6 @@ pub fn retry(millis: u64) -> Bytes {
     Bytes::from(format!("retry: {millis}\n\n"))
 }
 
-/// A comment line (ignored by every client). Line ends inside `text` become spaces.
-pub fn comment(text: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(text.len() + 4);
-    out.put_slice(b": ");
-    for ch in text.chars() {
-        push_char(&mut out, if is_line_break(ch) { ' ' } else { ch });
-    }
-    out.put_slice(b"\n\n");
-    out.freeze()
-}
-
 fn write_field(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(name.as_bytes());
     out.put_slice(b": ");
@@ -167,9 +156,8 @@ mod tests {
     }
 
     #[test]
-    fn retry_and_comments() {
+    fn retry_and_keep_alive() {
         assert_eq!(&retry(1000)[..], b"retry: 1000\n\n");
-        assert_eq!(&comment("keep-alive")[..], KEEP_ALIVE);
-        assert_eq!(&comment("a\r\nb")[..], b": a  b\n\n");
+        assert_eq!(KEEP_ALIVE, b": keep-alive\n\n");
     }
 }

@@ -2,21 +2,14 @@
 
 mod support;
 
-use std::time::Duration;
-
 use jsonwebtoken::{EncodingKey, Header};
 
 use support::*;
 use taskstream::Config;
-use taskstream::config::Secret;
 use taskstream::metrics::EndReason;
 
 async fn auth_server() -> TestServer {
-    let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..fast_config()
-    })
-    .await;
+    let server = TestServer::start(with_auth(fast_config())).await;
     server.task("mine", "InProgress").await;
     server.task("other", "InProgress").await;
     server.event("mine", "s1", "assistant", "hello").await;
@@ -319,8 +312,7 @@ async fn cors_credentials_allow_the_cookie_cross_origin() {
     let config = Config {
         cors_origins: vec!["https://app.example".to_owned()],
         cors_credentials: true,
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..fast_config()
+        ..with_auth(fast_config())
     };
     let server = TestServer::start(config).await;
     server.task("t", "InProgress").await;
@@ -357,7 +349,6 @@ async fn cors_credentials_allow_the_cookie_cross_origin() {
 #[tokio::test]
 async fn there_is_no_leeway_on_expiry() {
     let server = auth_server().await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
     let response = get(
         &server,
         STREAM,

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::e2e::{Browser, PAGE_STATE};
-use support::{SECRET, TestServer, fast_config, numbered, token};
+use support::{TestServer, fast_config, numbered, token, with_auth};
 use taskstream::Config;
-use taskstream::config::Secret;
 use taskstream::db::Session;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
@@ -363,11 +362,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
 /// "Try again" resumes from the last card.
 #[tokio::test]
 async fn an_expired_token_asks_to_sign_in_again() {
-    let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..config()
-    })
-    .await;
+    let server = TestServer::start(with_auth(config())).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 2).await;
 
@@ -417,11 +412,7 @@ async fn an_expired_token_asks_to_sign_in_again() {
 /// which is HttpOnly) and the page reloads into the task list the token covers.
 #[tokio::test]
 async fn the_sign_in_page_turns_a_token_into_a_session() {
-    let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..config()
-    })
-    .await;
+    let server = TestServer::start(with_auth(config())).await;
     for id in ["mine", "other"] {
         server.task(id, "Open").await;
     }

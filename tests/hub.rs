@@ -137,11 +137,13 @@ async fn terminating_the_listen_backend_loses_nothing() {
     server.task("t", "InProgress").await;
     let mut clients = join_all((0..20).map(|_| server.stream("t"))).await;
 
+    let (written_tx, mut written) = tokio::sync::watch::channel(0);
     let writer = {
         let db = connect(&server.url).await;
         tokio::spawn(async move {
             for i in 0..300 {
                 insert_event(&db, "t", "s1", "assistant", &format!("e {i}")).await;
+                written_tx.send_replace(i + 1);
                 if i % 10 == 0 {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -149,8 +151,12 @@ async fn terminating_the_listen_backend_loses_nothing() {
         })
     };
     let admin = connect(&server.url).await;
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Kill it twice while the writer is mid-way.
+    for committed in [80, 180] {
+        written
+            .wait_for(|n| *n >= committed)
+            .await
+            .expect("the writer is running");
         let killed = admin
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity

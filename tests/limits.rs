@@ -139,7 +139,11 @@ async fn client_reads_queue_instead_of_exhausting_the_pool() {
         let addr = server.addr();
         async move { Sse::get(addr, "/tasks/t/events/stream", &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = server.handle.metrics();
+    eventually("the second stream start to queue for a turn", || {
+        metrics.reads_waiting.get() == 1
+    })
+    .await;
     assert!(
         !second.is_finished(),
         "the second stream start waits for a turn"

@@ -6,9 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use support::{SECRET, Sse, TestServer, fast_config, token};
-use taskstream::Config;
-use taskstream::config::Secret;
+use support::{Sse, TestServer, fast_config, token, with_auth};
 use taskstream::db::{Db, TaskListing};
 use taskstream::metrics::Metrics;
 use taskstream::request::MAX_PAGE_SIZE;
@@ -229,11 +227,7 @@ async fn the_task_list_can_be_limited_to_given_ids() {
 /// stylesheet and script hold no data and stay open.
 #[tokio::test]
 async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
-    let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..fast_config()
-    })
-    .await;
+    let server = TestServer::start(with_auth(fast_config())).await;
     for id in ["a", "b", "c"] {
         server.task(id, "Open").await;
     }
@@ -262,11 +256,7 @@ async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
 /// the pages' content-security-policy.
 #[tokio::test]
 async fn without_a_token_the_pages_ask_to_sign_in() {
-    let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(SECRET.to_owned())),
-        ..fast_config()
-    })
-    .await;
+    let server = TestServer::start(with_auth(fast_config())).await;
     server.task("a", "Open").await;
     let expired = format!("taskstream_token={}", token(&["a"], -5));
     for (path, cookie, reason) in [

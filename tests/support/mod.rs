@@ -87,6 +87,14 @@ pub fn fast_config() -> Config {
 /// The JWT secret of the tests that turn authentication on.
 pub const SECRET: &str = "test-secret-that-is-long-enough";
 
+/// `config` with authentication on, tokens signed with [`SECRET`].
+pub fn with_auth(config: Config) -> Config {
+    Config {
+        jwt_secret: Some(taskstream::config::Secret(SECRET.to_owned())),
+        ..config
+    }
+}
+
 /// A token signed with [`SECRET`] for `tasks` that expires `ttl` seconds from now (negative:
 /// already expired).
 pub fn token(tasks: &[&str], ttl: i64) -> String {

@@ -65,10 +65,17 @@ page.on('console', (message) => {
 // Polls from here rather than with page.waitForFunction, which evaluates its string inside the
 // page and is therefore refused by the page's content-security-policy (no 'unsafe-eval'), as it
 // should be. The tests run with that policy enforced.
+// A navigation while waiting (the sign-in page reloads itself) destroys the context an
+// evaluation ran in: that is "not yet", and the next poll runs in the new page.
 async function waitFor(js, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await page.evaluate(js);
+    let value;
+    try {
+      value = await page.evaluate(js);
+    } catch (error) {
+      if (!/context was destroyed|navigat/i.test(String(error))) throw error;
+    }
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));

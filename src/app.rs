@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::auth::Auth;
+use crate::http::auth::Auth;
 use crate::config::Config;
-use crate::cors::Cors;
+use crate::http::cors::Cors;
 use crate::db::Db;
-use crate::hub::Hub;
+use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 

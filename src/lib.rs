@@ -20,27 +20,17 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod app;
-pub mod auth;
+pub mod client_stream;
 pub mod config;
-pub mod cors;
-pub mod cursor;
 pub mod db;
 pub mod demo;
 pub mod embedded_pg;
-pub mod event;
-pub mod hub;
-pub mod listener;
+pub mod http;
+pub mod live;
 pub mod metrics;
-pub mod request;
-pub mod response;
-pub mod routes;
-pub mod server;
 pub mod shutdown;
-pub mod sse;
-pub mod stream;
-pub mod tail;
-pub mod tls;
 pub mod viewer;
+pub mod wire;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -52,7 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::config::Config;
 use crate::db::Db;
-use crate::hub::Hub;
+use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::ShutdownTrigger;
 
@@ -66,7 +56,7 @@ pub enum StartError {
     /// The listen address could not be bound.
     Bind(SocketAddr, std::io::Error),
     /// The TLS certificate or key could not be used.
-    Tls(tls::TlsError),
+    Tls(http::tls::TlsError),
 }
 
 impl fmt::Display for StartError {
@@ -148,7 +138,7 @@ pub async fn start(
     let tls = config
         .tls
         .as_ref()
-        .map(tls::acceptor)
+        .map(http::tls::acceptor)
         .transpose()
         .map_err(StartError::Tls)?;
     db::apply_schema(database_url)
@@ -167,7 +157,7 @@ pub async fn start(
 
     if config.notify {
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(listener::run(
+        tokio::spawn(live::pg_listener::run(
             pg_config,
             hub.clone(),
             metrics.clone(),
@@ -203,7 +193,7 @@ pub async fn start(
         metrics.clone(),
         shutdown,
     ));
-    let serving = tokio::spawn(server::serve(listener, app, tls));
+    let serving = tokio::spawn(http::server::serve(listener, app, tls));
     Ok(Handle {
         addr,
         metrics,

@@ -36,13 +36,13 @@ fn every_vector_maps_as_specified() {
     assert!(vectors.len() >= 28, "the whole vector file is read");
     for v in &vectors {
         assert_eq!(
-            taskstream::event::event_name(&v.event_type),
+            taskstream::wire::event::event_name(&v.event_type),
             v.event,
             "name of {:?}",
             v.event_type
         );
         assert_eq!(
-            taskstream::event::event_data(&v.event_type, &v.content),
+            taskstream::wire::event::event_data(&v.event_type, &v.content),
             v.data,
             "data of {:?} / {:?}",
             v.event_type,

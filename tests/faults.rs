@@ -26,7 +26,7 @@ async fn a_killed_listen_backend_loses_nothing() {
             db.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                  WHERE application_name = $1 AND datname = current_database()",
-                &[&taskstream::listener::APPLICATION_NAME],
+                &[&taskstream::live::pg_listener::APPLICATION_NAME],
             )
             .await
             .expect("terminate the LISTEN backend");

@@ -358,13 +358,13 @@ proptest! {
     /// The pure request readers never panic, whatever they are given.
     #[test]
     fn request_readers_never_panic(segment in ".{0,300}", cursor in ".{0,300}", query in ".{0,300}") {
-        let _ = taskstream::request::task_id(&segment);
-        let _ = taskstream::cursor::Cursor::parse(&cursor);
+        let _ = taskstream::http::request::task_id(&segment);
+        let _ = taskstream::wire::cursor::Cursor::parse(&cursor);
         let mut headers = http::HeaderMap::new();
         if let Ok(value) = http::HeaderValue::from_str(&cursor) {
             headers.insert("last-event-id", value);
         }
-        let _ = taskstream::request::resume_cursor(&headers, Some(&query));
+        let _ = taskstream::http::request::resume_cursor(&headers, Some(&query));
     }
 }
 

@@ -161,7 +161,7 @@ async fn terminating_the_listen_backend_loses_nothing() {
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
                  WHERE application_name = $1 AND datname = current_database()",
-                &[&taskstream::listener::APPLICATION_NAME],
+                &[&taskstream::live::pg_listener::APPLICATION_NAME],
             )
             .await
             .expect("terminate");

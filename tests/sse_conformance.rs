@@ -5,9 +5,9 @@ mod support;
 
 use proptest::prelude::*;
 use support::{SseEvent, SseParser};
-use taskstream::cursor::Cursor;
+use taskstream::wire::cursor::Cursor;
 use taskstream::db::Session;
-use taskstream::{event, sse};
+use taskstream::wire::{event, sse};
 
 /// BOM, CR / LF / CRLF line ends, comments, `retry`, multi-line data, a field with no colon.
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use support::{Sse, TestServer, fast_config, token, with_auth};
 use taskstream::db::{Db, TaskListing};
 use taskstream::metrics::Metrics;
-use taskstream::request::MAX_PAGE_SIZE;
+use taskstream::http::request::MAX_PAGE_SIZE;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 

@@ -598,7 +598,7 @@ pub async fn committed(db: &Client, task: &str) -> Vec<String> {
             let content: String = row.get(2);
             format!(
                 "{}{seq} {content}",
-                taskstream::cursor::session_prefix(&session)
+                taskstream::wire::cursor::session_prefix(&session)
             )
         })
         .collect()

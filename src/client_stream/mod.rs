@@ -30,13 +30,13 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, Sleep, timeout};
 
 use crate::app::App;
-use crate::cursor::Cursor;
+use crate::wire::cursor::Cursor;
 use crate::db::{Session, TaskPosition};
-use crate::event;
-use crate::hub::{Live, Subscription};
+use crate::wire::event;
+use crate::live::hub::{Live, Subscription};
 use crate::metrics::EndReason;
-use crate::server::ConnectionAbort;
-use crate::sse;
+use crate::http::server::ConnectionAbort;
+use crate::wire::sse;
 
 /// Frames are coalesced into chunks of up to this many bytes before they go to the socket, so
 /// a burst costs one write instead of one per event.

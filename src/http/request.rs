@@ -6,7 +6,7 @@ use std::fmt;
 
 use http::HeaderMap;
 
-use crate::cursor::Cursor;
+use crate::wire::cursor::Cursor;
 
 /// Longest task id accepted, in bytes (after percent-decoding).
 pub const MAX_TASK_ID_LEN: usize = 1024;

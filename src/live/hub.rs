@@ -5,7 +5,7 @@
 //! into SSE bytes once, and broadcasts the same `Bytes` to every subscriber. Notifications are
 //! routed here by [`Hub::notify`]; the poll timer runs one batched query for the positions of
 //! all watched tasks per tick and hands each tail its observation. How a tail reacts lives in
-//! [`crate::tail`]; how a client uses its subscription lives in [`crate::stream`].
+//! [`crate::live::tail`]; how a client uses its subscription lives in [`crate::client_stream`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ use tokio::time::MissedTickBehavior;
 use crate::db::{Db, Session, TaskPosition};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::tail::{self, TailMsg};
+use crate::live::tail::{self, TailMsg};
 
 /// Messages a tail keeps for its subscribers. A subscriber that falls further behind than this
 /// is told it lagged and catches up from the table, so memory per tail stays bounded however

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, NoTls, Notification};
 
 use crate::db::{EVENTS_CHANNEL, TASKS_CHANNEL};
-use crate::hub::{Hub, Notice};
+use crate::live::hub::{Hub, Notice};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 

@@ -13,8 +13,8 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::{Db, Session, TaskPosition};
-use crate::event;
-use crate::hub::{LIVE_CAPACITY, Live, LiveEvent, Resync};
+use crate::wire::event;
+use crate::live::hub::{LIVE_CAPACITY, Live, LiveEvent, Resync};
 
 /// The most rows a tail reads and publishes to catch up. Beyond it, subscribers could not take
 /// them from the ring anyway: the tail moves its head and they read the table themselves.

@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::response::Body;
-use crate::routes;
+use crate::http::response::Body;
+use crate::http::router;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -246,7 +246,7 @@ impl Service<Request<Incoming>> for Router {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.abort.clone());
-        Box::pin(routes::handle(self.app.clone(), req))
+        Box::pin(router::handle(self.app.clone(), req))
     }
 }
 

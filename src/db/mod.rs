@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use crate::cursor;
+use crate::wire::cursor;
 use crate::metrics::{Metrics, QueryKind};
 
 /// The schema, applied at startup by the server, the tests and the benchmark alike.
-pub const SCHEMA: &str = include_str!("../schema.sql");
+pub const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The status in which a task's stream stays open.
 pub const IN_PROGRESS: &str = "InProgress";

@@ -9,13 +9,13 @@ use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::app::App;
-use crate::auth::{self, Denied, Grant, TOKEN_COOKIE};
-use crate::cursor::Cursor;
+use crate::http::auth::{self, Denied, Grant, TOKEN_COOKIE};
+use crate::wire::cursor::Cursor;
 use crate::db::{TaskListing, TaskPosition};
-use crate::request;
-use crate::response::{self, Body};
-use crate::server::ConnectionAbort;
-use crate::stream::{self, Start};
+use crate::http::request;
+use crate::http::response::{self, Body};
+use crate::http::server::ConnectionAbort;
+use crate::client_stream::{self, Start};
 use crate::viewer;
 
 /// Longest `/readyz` waits for PostgreSQL before answering `503`.
@@ -263,7 +263,7 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
         // Stops a browser's EventSource from reconnecting forever after `complete`.
         return response::empty(StatusCode::NO_CONTENT);
     }
-    let body = stream::spawn(
+    let body = client_stream::spawn(
         app.clone(),
         Start {
             task_id: Arc::from(task_id),

@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::response::{self, Body};
+use crate::http::response::{self, Body};
 
 /// Request headers a cross-origin client may send: EventSource's own, and a token.
 const ALLOWED_HEADERS: &str = "last-event-id, authorization";

@@ -4,30 +4,30 @@
 //! step and nothing is fetched from elsewhere. Pages are filled in here from their templates;
 //! every value taken from the database goes through [`html_escape`]. The live page's script
 //! (`viewer.js`) reads the event stream with the browser's own `EventSource` and inserts event
-//! content as text only; the pages' content-security-policy (see [`crate::response::page`])
+//! content as text only; the pages' content-security-policy (see [`crate::http::response::page`])
 //! forbids inline script besides.
 
 use crate::db::TaskSummary;
-use crate::request::ListPage;
+use crate::http::request::ListPage;
 
 /// The task list page.
-const INDEX_HTML: &str = include_str!("viewer/index.html");
+const INDEX_HTML: &str = include_str!("index.html");
 
 /// The live page of one task.
-const TASK_HTML: &str = include_str!("viewer/task.html");
+const TASK_HTML: &str = include_str!("task.html");
 
 /// The stylesheet of both pages.
-const VIEWER_CSS: &str = include_str!("viewer/viewer.css");
+const VIEWER_CSS: &str = include_str!("viewer.css");
 
 /// The script of the task page.
-const VIEWER_JS: &str = include_str!("viewer/viewer.js");
+const VIEWER_JS: &str = include_str!("viewer.js");
 
 /// The sign-in page, shown instead of a page when authentication is on and the reader has no
 /// valid token.
-const SIGNIN_HTML: &str = include_str!("viewer/signin.html");
+const SIGNIN_HTML: &str = include_str!("signin.html");
 
 /// The sign-in page's script.
-const SIGNIN_JS: &str = include_str!("viewer/signin.js");
+const SIGNIN_JS: &str = include_str!("signin.js");
 
 /// One static file of the viewer, served at `/assets/{name}`.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +205,7 @@ pub fn html_escape(text: &str) -> String {
 
 /// `text` percent-encoded for one path segment or query value: every byte outside the
 /// unreserved set `A-Z a-z 0-9 - . _ ~` becomes `%XX` (the inverse of
-/// [`crate::request::percent_decode`]).
+/// [`crate::http::request::percent_decode`]).
 pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -234,7 +234,7 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::percent_decode;
+    use crate::http::request::percent_decode;
 
     const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 

@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
-use crate::sse;
+use crate::wire::sse;
 
 /// Event names that EventSource or this protocol give a meaning of their own. A stored row
 /// with one of them is renamed `agent_…`, so that only the server's own terminal event is

@@ -4,35 +4,35 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::http::auth::Auth;
 use crate::config::Config;
-use crate::http::cors::Cors;
 use crate::db::Db;
+use crate::http::auth::Auth;
+use crate::http::cors::Cors;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// One running server's shared state. Lives as long as the server.
 #[derive(Debug)]
-pub struct App {
+pub(crate) struct App {
     /// The configuration it was started with.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The connection pool and its queries.
-    pub db: Db,
+    pub(crate) db: Db,
     /// The shared tails that live frames come from.
-    pub hub: Hub,
+    pub(crate) hub: Hub,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Resolves when the server starts shutting down; every stream task watches it.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
     /// Token verification, when authentication is on.
-    pub auth: Option<Auth>,
+    pub(crate) auth: Option<Auth>,
     /// The CORS policy, when CORS is on.
-    pub cors: Option<Cors>,
+    pub(crate) cors: Option<Cors>,
     /// Whether connections are TLS (cookies are then `Secure`).
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// One permit per open stream: `max_streams` in all.
-    pub stream_slots: Arc<Semaphore>,
+    pub(crate) stream_slots: Arc<Semaphore>,
     /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
     /// queues here instead of taking every pooled connection from the tails and the poll.
     read_slots: Semaphore,
@@ -40,7 +40,13 @@ pub struct App {
 
 impl App {
     /// The shared state of a server with `config`.
-    pub fn new(config: Config, db: Db, hub: Hub, metrics: Arc<Metrics>, shutdown: Shutdown) -> App {
+    pub(crate) fn new(
+        config: Config,
+        db: Db,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> App {
         let auth = config
             .jwt_secret
             .as_ref()
@@ -61,7 +67,7 @@ impl App {
     }
 
     /// Waits for a turn to read from the pool on behalf of a client (stream start, replay).
-    pub async fn read_slot(&self) -> SemaphorePermit<'_> {
+    pub(crate) async fn read_slot(&self) -> SemaphorePermit<'_> {
         if let Ok(permit) = self.read_slots.try_acquire() {
             return permit;
         }

@@ -1,14 +1,18 @@
 //! Every tunable of the server, with its default and the reason for it.
 //!
-//! [`Config`] is what the library runs with; [`Cli`] is how the binary fills it from flags and
-//! environment variables. The defaults live once, as the constants below, and both use them.
+//! [`Config`] is what the library runs with, and its command line is derived from it: each
+//! field's doc comment is its `--help` text, each default is one constant below, and
+//! `Config::default()` is what the command line gives with no flags and no environment.
+//! [`Cli`] adds what only the binary needs (the database, the listen address, logging).
+//! [`Config::validate`] checks the settings together at start and reports every bad one at once.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use clap::builder::TypedValueParser;
+use clap::{ArgAction, Args, FromArgMatches, Parser};
 
 /// Where the server listens unless told otherwise: loopback only, so a first `cargo run` does
 /// not expose anything.
@@ -24,7 +28,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The `retry:` hint: how long EventSource waits before it reconnects.
-pub const DEFAULT_RETRY: Duration = Duration::from_millis(1000);
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 /// Frames buffered per client between its stream task and its socket. Small: a client that
 /// falls behind catches up from the table instead of holding a backlog in memory.
@@ -70,160 +74,71 @@ pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// The default log filter (`tracing_subscriber::EnvFilter` syntax).
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
-/// What the library runs with. `Config::default()` is the documented defaults.
-#[derive(Debug, Clone)]
+/// What the library runs with. Every field is also a flag and an environment variable of the
+/// binary; `Config::default()` is the documented defaults.
+#[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Safety-net poll interval (also the only delivery path with `notify` off).
-    pub poll_interval: Duration,
-    /// Keep-alive comment interval during silence.
-    pub keepalive: Duration,
-    /// The `retry:` hint sent first on every stream.
-    pub retry: Duration,
-    /// Chunks buffered per client.
-    pub client_buffer: usize,
-    /// Longest time a client may accept nothing before it is disconnected.
-    pub write_timeout: Duration,
-    /// Rows per replay query.
-    pub replay_batch: i64,
-    /// Whether to LISTEN for notifications. Off for poolers in transaction mode, where LISTEN
-    /// silently does nothing; polling then delivers everything.
-    pub notify: bool,
-    /// Database connections in the pool.
-    pub pool_size: usize,
-    /// Per-statement timeout on every pooled connection.
-    pub statement_timeout: Duration,
-    /// Client reads (stream starts, replays) on the pool at once; the rest queue.
-    pub max_replays: usize,
-    /// Open streams before `503`.
-    pub max_streams: usize,
-    /// Time allowed for request headers, a first byte, or a TLS handshake.
-    pub header_timeout: Duration,
-    /// Largest request head (`431` beyond).
-    pub max_header_bytes: usize,
-    /// Longest request target (`414` beyond).
-    pub max_url_bytes: usize,
-    /// Longest a shutdown takes.
-    pub drain_deadline: Duration,
-    /// When set, each stream ends after about this long (minus up to 10 % jitter) so that
-    /// long-lived streams rebalance across instances; clients resume by cursor.
-    pub max_stream_lifetime: Option<Duration>,
-    /// When set, every request but `/healthz` and `/readyz` needs an HS256 JWT signed with it.
-    pub jwt_secret: Option<Secret>,
-    /// Origins allowed to read streams cross-origin (CORS); empty: CORS off.
-    pub cors_origins: Vec<String>,
-    /// Whether cross-origin requests may carry credentials (the token cookie).
-    pub cors_credentials: bool,
-    /// Certificate and key (PEM) to serve HTTPS with; `None`: cleartext.
-    pub tls: Option<TlsFiles>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            poll_interval: DEFAULT_POLL_INTERVAL,
-            keepalive: DEFAULT_KEEPALIVE,
-            retry: DEFAULT_RETRY,
-            client_buffer: DEFAULT_CLIENT_BUFFER,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            replay_batch: DEFAULT_REPLAY_BATCH,
-            notify: true,
-            pool_size: DEFAULT_POOL_SIZE,
-            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
-            max_replays: DEFAULT_MAX_REPLAYS,
-            max_streams: DEFAULT_MAX_STREAMS,
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            max_url_bytes: DEFAULT_MAX_URL_BYTES,
-            drain_deadline: DEFAULT_DRAIN_DEADLINE,
-            max_stream_lifetime: None,
-            jwt_secret: None,
-            cors_origins: Vec::new(),
-            cors_credentials: false,
-            tls: None,
-        }
-    }
-}
-
-/// A secret that never shows in `Debug` output (and so in no log line).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-/// The PEM files of a TLS certificate chain and its private key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// Private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-/// The command line of the `taskstream` binary. Every flag can also be set by the environment
-/// variable shown in `--help`.
-#[derive(Debug, Parser)]
-#[command(name = "taskstream", version, about, long_about = None)]
-pub struct Cli {
-    /// PostgreSQL to serve from. When unset, a private cluster is started in a temporary
-    /// directory (with a demo agent writing events) and removed on exit.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Address to listen on.
-    #[arg(long, env = "TASKSTREAM_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-
-    /// Safety-net poll interval (e.g. 500ms, 2s, 1m).
-    #[arg(long, env = "TASKSTREAM_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    /// Safety-net poll: one batched query for every watched task (also the only delivery path
+    /// with --notify false).
+    #[arg(long, env = "TASKSTREAM_POLL_INTERVAL", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_POLL_INTERVAL))]
     pub poll_interval: Duration,
 
-    /// Keep-alive comment interval during silence.
-    #[arg(long, env = "TASKSTREAM_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    /// Send a `: keep-alive` comment after this much silence.
+    #[arg(long, env = "TASKSTREAM_KEEPALIVE", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_KEEPALIVE))]
     pub keepalive: Duration,
 
-    /// Reconnect delay hinted to clients with `retry:`.
-    #[arg(long, env = "TASKSTREAM_RETRY", default_value = "1000ms", value_parser = parse_duration)]
+    /// The `retry:` hint sent first on every stream: how long EventSource waits before it
+    /// reconnects.
+    #[arg(long, env = "TASKSTREAM_RETRY", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_RETRY))]
     pub retry: Duration,
 
-    /// Frames buffered per client before it is treated as slow.
+    /// Chunks buffered per client before it is treated as slow.
     #[arg(long, env = "TASKSTREAM_CLIENT_BUFFER", default_value_t = DEFAULT_CLIENT_BUFFER,
           value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub client_buffer: usize,
 
-    /// Disconnect a client that accepts no frame for this long.
-    #[arg(long, env = "TASKSTREAM_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// Disconnect a client that accepts nothing for this long (it resumes by cursor).
+    #[arg(long, env = "TASKSTREAM_WRITE_TIMEOUT", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_WRITE_TIMEOUT))]
     pub write_timeout: Duration,
 
-    /// Database connections in the pool.
-    #[arg(long, env = "TASKSTREAM_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE,
-          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
-    pub pool_size: usize,
-
-    /// Rows per replay query.
+    /// Rows per replay query (bounds a replay's memory).
     #[arg(long, env = "TASKSTREAM_REPLAY_BATCH", default_value_t = DEFAULT_REPLAY_BATCH,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub replay_batch: i64,
 
-    /// Per-statement timeout on every pooled database connection.
-    #[arg(long, env = "TASKSTREAM_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// LISTEN for notifications; false for poolers in transaction mode, where LISTEN silently
+    /// does nothing (polling then delivers everything).
+    #[arg(long, env = "TASKSTREAM_NOTIFY", default_value_t = true, action = ArgAction::Set)]
+    pub notify: bool,
+
+    /// Database connections in the pool, for replays and tail reads.
+    #[arg(long, env = "TASKSTREAM_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub pool_size: usize,
+
+    /// PostgreSQL `statement_timeout` of every pooled connection.
+    #[arg(long, env = "TASKSTREAM_STATEMENT_TIMEOUT", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_STATEMENT_TIMEOUT))]
     pub statement_timeout: Duration,
 
-    /// Client reads (stream starts, replays) on the pool at once; more queue.
+    /// Client reads (stream starts, replays) on the pool at once; more queue. Kept below
+    /// --pool-size.
     #[arg(long, env = "TASKSTREAM_MAX_REPLAYS", default_value_t = DEFAULT_MAX_REPLAYS,
           value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub max_replays: usize,
 
-    /// Open streams before new ones get 503.
+    /// Open streams; beyond, new streams get 503 with retry-after.
     #[arg(long, env = "TASKSTREAM_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_streams: usize,
 
-    /// Time allowed for request headers, a first byte or a TLS handshake.
-    #[arg(long, env = "TASKSTREAM_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// Time for a client's first byte, TLS handshake, or request headers (slowloris).
+    #[arg(long, env = "TASKSTREAM_HEADER_TIMEOUT", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_HEADER_TIMEOUT))]
     pub header_timeout: Duration,
 
     /// Largest request head in bytes (431 beyond; at least 8192).
@@ -236,17 +151,22 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(64..).map(|n| n as usize))]
     pub max_url_bytes: usize,
 
-    /// Longest a shutdown takes (streams are closed over its first half).
-    #[arg(long, env = "TASKSTREAM_DRAIN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    /// Longest a shutdown takes; streams are closed over its first half.
+    #[arg(long, env = "TASKSTREAM_DRAIN_DEADLINE", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_DRAIN_DEADLINE))]
     pub drain_deadline: Duration,
 
-    /// End each stream after about this long, to rebalance after deploys (off when unset).
+    /// End each stream after about this long (minus up to 10 % jitter) so that long-lived
+    /// streams rebalance across instances after deploys; clients resume by cursor. Off when
+    /// unset.
     #[arg(long, env = "TASKSTREAM_MAX_STREAM_LIFETIME", value_parser = parse_duration)]
     pub max_stream_lifetime: Option<Duration>,
 
-    /// Require an HS256 JWT signed with this secret (off when unset).
-    #[arg(long, env = "TASKSTREAM_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// Require an HS256 JWT signed with this secret on every request but /healthz and /readyz
+    /// (off when unset).
+    #[arg(long, env = "TASKSTREAM_JWT_SECRET", hide_env_values = true,
+          value_parser = |text: &str| Ok::<_, String>(Secret(text.to_owned())))]
+    pub jwt_secret: Option<Secret>,
 
     /// An origin allowed to read streams cross-origin (repeatable; CORS is off without one).
     #[arg(
@@ -256,21 +176,108 @@ pub struct Cli {
     )]
     pub cors_origins: Vec<String>,
 
-    /// Allow cross-origin requests to carry credentials (the token cookie).
+    /// Let cross-origin requests carry credentials (the token cookie).
     #[arg(long, env = "TASKSTREAM_CORS_CREDENTIALS")]
     pub cors_credentials: bool,
 
-    /// TLS certificate chain (PEM); serves HTTPS (with HTTP/2 by ALPN) with --tls-key.
-    #[arg(long, env = "TASKSTREAM_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate and key; cleartext when
+    /// unset.
+    #[command(flatten)]
+    pub tls: Option<TlsFiles>,
+}
 
-    /// TLS private key (PEM).
-    #[arg(long, env = "TASKSTREAM_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+impl Default for Config {
+    /// The command line's defaults, without reading the environment.
+    fn default() -> Self {
+        let command = Config::augment_args(clap::Command::new("taskstream"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["taskstream"])
+            .expect("every setting has a default or is optional");
+        Config::from_arg_matches(&matches).expect("the defaults are valid settings")
+    }
+}
 
-    /// LISTEN for notifications (false: deliver by polling only, for transaction poolers).
-    #[arg(long, env = "TASKSTREAM_NOTIFY", default_value_t = true, action = clap::ArgAction::Set)]
-    pub notify: bool,
+/// The settings that [`Config::validate`] refused, each with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig(pub Vec<String>);
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid settings: {}", self.0.join("; "))
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+impl Config {
+    /// Checks the settings together, as the server does at start: returns the configuration
+    /// to run with (a setting that only needs lowering is lowered, with a warning in the log),
+    /// or every setting that cannot work, at once.
+    pub fn validate(mut self) -> Result<Config, InvalidConfig> {
+        let mut errors = Vec::new();
+        if self.max_url_bytes >= self.max_header_bytes {
+            errors.push(format!(
+                "--max-url-bytes ({}) must be below --max-header-bytes ({}): the request target \
+                 is part of the head",
+                self.max_url_bytes, self.max_header_bytes
+            ));
+        }
+        if self.pool_size > 1 && self.max_replays >= self.pool_size {
+            // Client reads must leave the tails, the poll and /readyz a connection.
+            tracing::warn!(
+                max_replays = self.max_replays,
+                pool_size = self.pool_size,
+                "max-replays lowered to pool-size - 1"
+            );
+            self.max_replays = self.pool_size - 1;
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(InvalidConfig(errors))
+        }
+    }
+}
+
+/// A secret that never shows in `Debug` output (and so in no log line).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The PEM files of a TLS certificate chain and its private key.
+#[derive(Debug, Clone, Args)]
+pub struct TlsFiles {
+    /// TLS certificate chain (PEM, leaf first); serves HTTPS with --tls-key.
+    #[arg(long = "tls-cert", env = "TASKSTREAM_TLS_CERT", required = false)]
+    pub cert: PathBuf,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long = "tls-key", env = "TASKSTREAM_TLS_KEY", required = false)]
+    pub key: PathBuf,
+}
+
+/// The command line of the `taskstream` binary: the server's [`Config`] plus what only the
+/// binary needs. Every flag can also be set by the environment variable shown in `--help`.
+#[derive(Debug, Parser)]
+#[command(name = "taskstream", version, about, long_about = None)]
+pub struct Cli {
+    /// PostgreSQL to serve from. When unset, a private cluster is started in a temporary
+    /// directory (with a demo agent writing events) and removed on exit.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "TASKSTREAM_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// The server's settings.
+    #[command(flatten)]
+    pub config: Config,
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info,taskstream=debug`).
     #[arg(long, env = "TASKSTREAM_LOG", default_value = DEFAULT_LOG_FILTER)]
@@ -290,56 +297,17 @@ pub enum LogFormat {
     Json,
 }
 
-impl Cli {
-    /// The library configuration these flags describe.
-    pub fn config(&self) -> Config {
-        Config {
-            poll_interval: self.poll_interval,
-            keepalive: self.keepalive,
-            retry: self.retry,
-            client_buffer: self.client_buffer,
-            write_timeout: self.write_timeout,
-            replay_batch: self.replay_batch,
-            notify: self.notify,
-            pool_size: self.pool_size,
-            statement_timeout: self.statement_timeout,
-            max_replays: self.max_replays,
-            max_streams: self.max_streams,
-            header_timeout: self.header_timeout,
-            max_header_bytes: self.max_header_bytes,
-            max_url_bytes: self.max_url_bytes,
-            drain_deadline: self.drain_deadline,
-            max_stream_lifetime: self.max_stream_lifetime,
-            jwt_secret: self.jwt_secret.clone().map(Secret),
-            cors_origins: self.cors_origins.clone(),
-            cors_credentials: self.cors_credentials,
-            tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
-                _ => None,
-            },
-        }
-    }
-}
-
-/// Parses `250ms`, `15s`, `2m` (a bare number is milliseconds). Zero is refused: every interval
-/// here drives a timer that must make progress.
+/// Parses a duration in humantime's syntax (`250ms`, `15s`, `2m`, `1h`, `1h 30m`); a bare
+/// number is milliseconds, as it always was here. Zero is refused: every duration here drives
+/// a timer or a deadline that must make progress.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 15s or 1m"))?;
-    let duration = match unit.trim() {
-        "" | "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        other => return Err(format!("unknown unit `{other}` (use ms, s or m)")),
+    let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: u64 = text.parse().map_err(|_| format!("`{text}` is too large"))?;
+        Duration::from_millis(millis)
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|error| format!("`{text}` is not a duration like 500ms, 15s or 1h: {error}"))?
     };
     if duration.is_zero() {
         return Err("a duration must be greater than zero".to_owned());
@@ -347,8 +315,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// How a default duration is shown in `--help` (and parsed back by [`parse_duration`]).
+fn duration_text(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -356,16 +331,117 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("40"),
+            Ok(Duration::from_millis(40)),
+            "bare: ms"
+        );
+        for bad in ["0s", "0", "fast", "", "-1s", "99999999999999999999999"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
-    fn cli_defaults_match_the_library_defaults() {
-        let cli = Cli::try_parse_from(["taskstream"]).expect("no flags parse");
-        let (from_cli, default) = (cli.config(), Config::default());
-        assert_eq!(format!("{from_cli:?}"), format!("{default:?}"));
+    fn every_default_duration_reads_back_as_itself() {
+        for duration in [
+            DEFAULT_POLL_INTERVAL,
+            DEFAULT_KEEPALIVE,
+            DEFAULT_RETRY,
+            DEFAULT_WRITE_TIMEOUT,
+            DEFAULT_STATEMENT_TIMEOUT,
+            DEFAULT_HEADER_TIMEOUT,
+            DEFAULT_DRAIN_DEADLINE,
+        ] {
+            assert_eq!(parse_duration(&duration_text(duration)), Ok(duration));
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_constants() {
+        let config = Config::default();
+        assert_eq!(config.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(config.keepalive, DEFAULT_KEEPALIVE);
+        assert_eq!(config.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(config.max_stream_lifetime, None);
+        assert!(config.notify && config.tls.is_none() && config.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn the_command_line_fills_the_configuration() {
+        let cli = Cli::try_parse_from([
+            "taskstream",
+            "--keepalive",
+            "2s",
+            "--notify",
+            "false",
+            "--cors-origin",
+            "https://a.example",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .expect("valid flags");
+        assert_eq!(cli.config.keepalive, Duration::from_secs(2));
+        assert!(!cli.config.notify);
+        assert_eq!(cli.config.cors_origins, ["https://a.example"]);
+        let tls = cli.config.tls.expect("TLS on");
+        assert_eq!(
+            (tls.cert.to_str(), tls.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        assert!(Cli::try_parse_from(["taskstream", "--keepalive", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["taskstream", "--client-buffer", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        assert!(Cli::try_parse_from(["taskstream", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["taskstream", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn validation_lowers_max_replays_below_the_pool() {
+        let config = Config {
+            pool_size: 4,
+            max_replays: 10,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().map(|c| c.max_replays), Ok(3));
+    }
+
+    #[test]
+    fn validation_reports_every_bad_setting() {
+        let config = Config {
+            max_url_bytes: 20_000,
+            ..Config::default()
+        };
+        let errors = config.validate().expect_err("invalid").0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("--max-url-bytes"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_flag() {
+        let readme = include_str!("../README.md");
+        for arg in Cli::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    readme.contains(&format!("`--{long}`")),
+                    "--{long} is not in the README"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_shows_each_default_once_defined() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("[default: 500ms]"), "{help}");
+        assert!(help.contains("[default: 15s]"), "{help}");
+        assert!(help.contains("[env: TASKSTREAM_KEEPALIVE="), "{help}");
     }
 }

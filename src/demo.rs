@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 
 use crate::db;
 use crate::shutdown::Shutdown;
@@ -93,54 +93,25 @@ async fn write_forever(database_url: &str, base_url: &str) -> Result<(), tokio_p
 
     // One finished task, so that replay and `complete` can be seen at once.
     let done = "demo-finished";
-    start_task(&client, done, "A task that already finished").await?;
+    db::start_task(&client, done, "A task that already finished").await?;
     for n in 0..12 {
-        insert(&client, done, &format!("{done}-s1"), step(0, n)).await?;
+        let (event_type, content) = step(0, n);
+        db::insert_event(&client, done, &format!("{done}-s1"), event_type, &content).await?;
     }
-    client
-        .execute("UPDATE tasks SET status = 'Done' WHERE id = $1", &[&done])
-        .await?;
+    db::set_status(&client, done, "Done").await?;
     tracing::info!("demo: a finished task: curl -N {base_url}/tasks/{done}/events/stream");
 
     for task in 1.. {
         let id = format!("demo-{task}");
-        start_task(&client, &id, TITLES[task % TITLES.len()]).await?;
+        db::start_task(&client, &id, TITLES[task % TITLES.len()]).await?;
         tracing::info!("demo: task {id} is running: curl -N {base_url}/tasks/{id}/events/stream");
         let session = format!("{id}-s1");
         for n in 0..STEPS_PER_TASK {
-            insert(&client, &id, &session, step(task, n)).await?;
+            let (event_type, content) = step(task, n);
+            db::insert_event(&client, &id, &session, event_type, &content).await?;
             tokio::time::sleep(STEP).await;
         }
-        client
-            .execute("UPDATE tasks SET status = 'Review' WHERE id = $1", &[&id])
-            .await?;
+        db::set_status(&client, &id, "Review").await?;
     }
     Ok(())
-}
-
-async fn start_task(client: &Client, id: &str, title: &str) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO tasks (id, title, status) VALUES ($1, $2, 'InProgress')
-             ON CONFLICT (id) DO UPDATE SET status = 'InProgress'",
-            &[&id, &title],
-        )
-        .await
-        .map(drop)
-}
-
-async fn insert(
-    client: &Client,
-    task: &str,
-    session: &str,
-    (event_type, content): (&str, String),
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO agent_events (task_id, session_id, event_type, content)
-             VALUES ($1, $2, $3, $4)",
-            &[&task, &session, &event_type, &content],
-        )
-        .await
-        .map(drop)
 }

@@ -425,3 +425,51 @@ fn free_port() -> Result<u16, ClusterError> {
         .map(|addr| addr.port())
         .map_err(|e| fail(format!("cannot find a free port: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `postmaster.pid` as PostgreSQL writes it: pid first, status on the eighth line.
+    fn pid_file(pid: u32, status: &str) -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ts-pid-{}-{n}", std::process::id()));
+        let text = format!("{pid}\n/data\n1\n5432\n/tmp\n127.0.0.1\n  1  2\n{status}\n");
+        fs::write(&path, text).expect("write the pid file");
+        path
+    }
+
+    #[test]
+    fn readiness_is_read_from_the_servers_own_pid_file() {
+        let ready = pid_file(42, "ready   ");
+        assert!(is_ready(&ready, 42));
+        assert!(!is_ready(&ready, 43), "another server's file");
+        let starting = pid_file(42, "starting");
+        assert!(!is_ready(&starting, 42));
+        assert!(!is_ready(Path::new("/nonexistent/postmaster.pid"), 42));
+        for path in [ready, starting] {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    #[test]
+    fn programs_run_as_the_owner_only_when_one_is_given() {
+        assert!(as_owner(None).is_empty());
+        assert_eq!(
+            as_owner(Some((105, 110))),
+            ["setpriv", "--reuid=105", "--regid=110", "--clear-groups", "--"]
+        );
+    }
+
+    #[test]
+    fn a_cluster_serves_on_its_port_and_leaves_nothing_when_dropped() {
+        let cluster = Cluster::start().expect("a private cluster");
+        let dir = cluster.dir().to_owned();
+        assert!(dir.join("data").is_dir());
+        std::net::TcpStream::connect(("127.0.0.1", cluster.port())).expect("PostgreSQL listens");
+        assert!(cluster.url("db").ends_with(&format!(":{}/db", cluster.port())));
+        drop(cluster);
+        assert!(!dir.exists(), "the directory is removed with the cluster");
+    }
+}

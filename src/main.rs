@@ -24,9 +24,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     match taskstream::raise_open_files_limit() {
-        Ok(limit) if (limit as usize) < cli.max_streams + 100 => eprintln!(
+        Ok(limit) if (limit as usize) < cli.config.max_streams + 100 => eprintln!(
             "taskstream: warning: only {limit} open files allowed, fewer than --max-streams {}",
-            cli.max_streams
+            cli.config.max_streams
         ),
         Ok(_) => {}
         Err(error) => eprintln!("taskstream: warning: cannot raise the open files limit: {error}"),
@@ -56,7 +56,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
 
-    let server = match taskstream::start(cli.config(), &database_url, cli.listen).await {
+    let server = match taskstream::start(cli.config, &database_url, cli.listen).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("taskstream: {error}");

@@ -2,7 +2,9 @@
 
 use tokio::sync::watch;
 
-/// Starts a shutdown. Dropping it does not.
+/// Starts a shutdown. Dropping the last trigger releases whoever waits on the signal (nothing
+/// could start the shutdown any more, so its owner has finished), but it does not count as a
+/// shutdown: [`Shutdown::is_triggered`] stays false.
 #[derive(Debug, Clone)]
 pub struct ShutdownTrigger(watch::Sender<bool>);
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 use support::e2e::{Browser, PAGE_STATE};
 use support::{TestServer, fast_config, numbered, token, with_auth};
 use taskstream::Config;
-use taskstream::db::Session;
+use taskstream::wire::cursor::Cursor;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 
@@ -36,7 +36,13 @@ fn config() -> Config {
 
 /// The cursor the server gives event `seq` of `session`.
 fn cursor(session: &str, seq: i64) -> String {
-    Session::new(session.to_owned(), 0).cursor(seq)
+    let session = Some(session.to_owned());
+    Cursor {
+        session,
+        seq,
+        complete: false,
+    }
+    .to_string()
 }
 
 /// The URL of `path` on `server`.

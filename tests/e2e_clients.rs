@@ -14,7 +14,7 @@ use serde_json::Value;
 use support::e2e::{Script, node, python};
 use support::{TestServer, fast_config, numbered};
 use taskstream::Config;
-use taskstream::db::Session;
+use taskstream::wire::cursor::Cursor;
 
 /// Events written before the restart, and after it.
 const BEFORE: usize = 5;
@@ -60,7 +60,13 @@ fn config() -> Config {
 
 /// The cursor the server gives event `seq` of `session`.
 fn cursor(session: &str, seq: i64) -> String {
-    Session::new(session.to_owned(), 0).cursor(seq)
+    let session = Some(session.to_owned());
+    Cursor {
+        session,
+        seq,
+        complete: false,
+    }
+    .to_string()
 }
 
 /// Runs `client` (given the stream URL) through a server restart between event `BEFORE` and

@@ -6,7 +6,6 @@ mod support;
 use proptest::prelude::*;
 use support::{SseEvent, SseParser};
 use taskstream::wire::cursor::Cursor;
-use taskstream::db::Session;
 use taskstream::wire::{event, sse};
 
 /// BOM, CR / LF / CRLF line ends, comments, `retry`, multi-line data, a field with no colon.
@@ -97,8 +96,8 @@ proptest! {
         session in any::<String>(),
         seq in 1i64..i64::MAX,
     ) {
-        let session = Session::new(session, 0);
-        let frame = event::frame(&session.cursor(seq), &event_type, &content);
+        let id = Cursor { session: Some(session.clone()), seq, complete: false }.to_string();
+        let frame = event::frame(&id, &event_type, &content);
         prop_assert!(!frame.contains(&b'\r') && !frame.contains(&0));
         let (events, parser) = parse_all(&frame);
         prop_assert_eq!(events.len(), 1);
@@ -107,7 +106,7 @@ proptest! {
         let data: serde_json::Value = serde_json::from_str(&decoded.data).expect("JSON data");
         prop_assert_eq!(data, event::event_data(&event_type, &content));
         let cursor = Cursor::parse(&decoded.id).expect("a cursor");
-        prop_assert_eq!(cursor.session.as_deref(), Some(session.id.as_str()));
+        prop_assert_eq!(cursor.session.as_deref(), Some(session.as_str()));
         prop_assert_eq!(cursor.seq, seq);
         prop_assert!(parser.retry.is_none() && parser.comments.is_empty());
     }

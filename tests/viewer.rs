@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use support::{Sse, TestServer, fast_config, token, with_auth};
 use taskstream::db::{Db, TaskListing};
-use taskstream::metrics::Metrics;
 use taskstream::http::request::MAX_PAGE_SIZE;
+use taskstream::metrics::Metrics;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 /// The cookie that carries the token for browsers.
-pub const TOKEN_COOKIE: &str = "taskstream_token";
+pub(crate) const TOKEN_COOKIE: &str = "taskstream_token";
 
 /// The `tasks` entry that grants every task.
 const ALL_TASKS: &str = "*";
@@ -27,7 +27,7 @@ struct Claims {
 }
 
 /// Verifies tokens signed with the configured secret.
-pub struct Auth {
+pub(crate) struct Auth {
     key: DecodingKey,
     validation: Validation,
 }
@@ -40,10 +40,10 @@ impl std::fmt::Debug for Auth {
 
 /// What a valid token allows.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub(crate) struct Grant {
     scope: Scope,
     /// When the token stops being valid; a stream that uses it ends then.
-    pub expires_at: SystemTime,
+    pub(crate) expires_at: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ enum Scope {
 
 /// Why a request was refused with `401`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// No token in the header or the cookie.
     Missing,
     /// A token that does not verify, has expired, or lacks the claims.
@@ -63,7 +63,7 @@ pub enum Denied {
 
 impl Auth {
     /// Verifies HS256 tokens signed with `secret`, with no leeway on `exp`.
-    pub fn new(secret: &str) -> Auth {
+    pub(crate) fn new(secret: &str) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_aud = false;
@@ -75,7 +75,7 @@ impl Auth {
     }
 
     /// The grant of the request's token (the `Authorization` header first, then the cookie).
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<Grant, Denied> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Grant, Denied> {
         let token = bearer_token(headers)
             .or_else(|| cookie_token(headers))
             .ok_or(Denied::Missing)?;
@@ -83,7 +83,7 @@ impl Auth {
     }
 
     /// The grant of a token given by itself.
-    pub fn verify(&self, token: &str) -> Result<Grant, Denied> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Grant, Denied> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| Denied::Invalid)?
             .claims;
@@ -104,7 +104,7 @@ impl Auth {
 
 impl Grant {
     /// Whether the token may read `task_id`.
-    pub fn covers(&self, task_id: &str) -> bool {
+    pub(crate) fn covers(&self, task_id: &str) -> bool {
         match &self.scope {
             Scope::All => true,
             Scope::Tasks(tasks) => tasks.contains(task_id),
@@ -112,7 +112,7 @@ impl Grant {
     }
 
     /// The task ids the token is limited to, `None` when it covers all.
-    pub fn task_ids(&self) -> Option<Vec<String>> {
+    pub(crate) fn task_ids(&self) -> Option<Vec<String>> {
         match &self.scope {
             Scope::All => None,
             Scope::Tasks(tasks) => Some(tasks.iter().cloned().collect()),
@@ -120,7 +120,7 @@ impl Grant {
     }
 
     /// Time left until the token expires (zero once it has).
-    pub fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         self.expires_at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
@@ -128,7 +128,7 @@ impl Grant {
 }
 
 /// The token of an `Authorization: Bearer …` header (exactly one header, scheme in any case).
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next()?;
     if values.next().is_some() {

@@ -23,14 +23,14 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// The CORS policy.
 #[derive(Debug, Clone)]
-pub struct Cors {
+pub(crate) struct Cors {
     origins: HashSet<String>,
     credentials: bool,
 }
 
 impl Cors {
     /// The policy for `origins` (`None` when there are none: CORS off).
-    pub fn new(origins: &[String], credentials: bool) -> Option<Cors> {
+    pub(crate) fn new(origins: &[String], credentials: bool) -> Option<Cors> {
         let origins: HashSet<String> = origins
             .iter()
             .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
@@ -43,7 +43,7 @@ impl Cors {
     }
 
     /// Whether cross-origin requests may carry credentials.
-    pub fn credentials(&self) -> bool {
+    pub(crate) fn credentials(&self) -> bool {
         self.credentials
     }
 
@@ -55,7 +55,7 @@ impl Cors {
     }
 
     /// Adds the CORS headers a response to this request needs.
-    pub fn decorate(&self, request: &HeaderMap, response: &mut HeaderMap) {
+    pub(crate) fn decorate(&self, request: &HeaderMap, response: &mut HeaderMap) {
         response.append(VARY, HeaderValue::from_static("origin"));
         if let Some(origin) = self.allowed(request) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -70,7 +70,7 @@ impl Cors {
 
     /// The answer to a preflight `OPTIONS`: `204` with what is allowed, or `403` for an origin
     /// that is not on the list. (`decorate` adds the origin headers afterwards.)
-    pub fn preflight(&self, request: &HeaderMap) -> Response<Body> {
+    pub(crate) fn preflight(&self, request: &HeaderMap) -> Response<Body> {
         if self.allowed(request).is_none() {
             return response::error(StatusCode::FORBIDDEN, "origin not allowed");
         }

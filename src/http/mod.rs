@@ -2,10 +2,10 @@
 //! ([`router`]), reading requests ([`request`]) and building responses ([`response`]), optional
 //! authentication ([`auth`]), CORS ([`cors`]) and TLS ([`tls`]).
 
-pub mod auth;
-pub mod cors;
+pub(crate) mod auth;
+pub(crate) mod cors;
 pub mod request;
-pub mod response;
-pub mod router;
-pub mod server;
-pub mod tls;
+pub(crate) mod response;
+pub(crate) mod router;
+pub(crate) mod server;
+pub(crate) mod tls;

@@ -9,13 +9,13 @@ use http::HeaderMap;
 use crate::wire::cursor::Cursor;
 
 /// Longest task id accepted, in bytes (after percent-decoding).
-pub const MAX_TASK_ID_LEN: usize = 1024;
+pub(crate) const MAX_TASK_ID_LEN: usize = 1024;
 
 /// The query parameter that carries a cursor on a first request.
 const CURSOR_PARAM: &str = "last_event_id";
 
 /// Tasks on one page of `GET /` unless `?limit=` asks for another number.
-pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub(crate) const DEFAULT_PAGE_SIZE: i64 = 50;
 
 /// Most tasks one page of `GET /` shows, whatever `?limit=` asks: the index never reads the
 /// whole table at once.
@@ -23,11 +23,11 @@ pub const MAX_PAGE_SIZE: i64 = 200;
 
 /// Which page of the task list `GET /` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPage {
+pub(crate) struct ListPage {
     /// Tasks on the page, from 1 to [`MAX_PAGE_SIZE`].
-    pub limit: i64,
+    pub(crate) limit: i64,
     /// The task the previous page ended with; only older tasks follow.
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
 }
 
 /// Why a request was refused with `400`.
@@ -87,7 +87,7 @@ pub fn resume_cursor(
 
 /// The page of the task list asked for by `?limit=` (capped at [`MAX_PAGE_SIZE`]) and
 /// `?before=` (a task id).
-pub fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
+pub(crate) fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
     let limit = match query_param(query, "limit")? {
         None => DEFAULT_PAGE_SIZE,
         Some(text) => match text.parse::<i64>() {
@@ -121,26 +121,23 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadReq
     Ok(found)
 }
 
-/// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
-pub fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
+/// Decodes `%XX` escapes; `None` for a broken escape (a `%` not followed by two hex digits,
+/// which lenient decoders pass through as text) or a result that is not UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, &byte)| {
+        byte != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 fn bad(message: &str) -> BadRequest {

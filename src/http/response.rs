@@ -10,20 +10,24 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
 /// Every response's body type.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// A `{"error": message}` response.
-pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
 /// A JSON response.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", Bytes::from(value.to_string()))
 }
 
 /// A response with a body of the given content type.
-pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+pub(crate) fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body).boxed());
     *response.status_mut() = status;
     response
@@ -39,7 +43,7 @@ const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'no
                         base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A viewer page: HTML, never cached (it shows live data), under [`PAGE_CSP`].
-pub fn page(body: String) -> Response<Body> {
+pub(crate) fn page(body: String) -> Response<Body> {
     let mut response = with_type(StatusCode::OK, "text/html; charset=utf-8", body.into());
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -57,7 +61,7 @@ pub fn page(body: String) -> Response<Body> {
 
 /// A static file embedded in the binary. The browser keeps it but asks again each time
 /// (`no-cache`), and `etag` makes that a `304` without a body while it is unchanged.
-pub fn static_file(
+pub(crate) fn static_file(
     content_type: &'static str,
     body: &'static str,
     etag: &str,
@@ -91,14 +95,14 @@ pub fn static_file(
 }
 
 /// A response with no body.
-pub fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Empty::new().boxed());
     *response.status_mut() = status;
     response
 }
 
 /// `405` naming the methods the path allows.
-pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()
@@ -107,7 +111,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// The `200` that carries an event stream: not cached, and not buffered by nginx-style proxies.
-pub fn event_stream<B>(body: B) -> Response<Body>
+pub(crate) fn event_stream<B>(body: B) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
 {

@@ -2,20 +2,22 @@
 //! service is infallible: every failure becomes a response.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::Service;
 
 use crate::app::App;
+use crate::client_stream::{self, ConnectionAbort, Start};
+use crate::db::TaskListing;
 use crate::http::auth::{self, Denied, Grant, TOKEN_COOKIE};
-use crate::wire::cursor::Cursor;
-use crate::db::{TaskListing, TaskPosition};
 use crate::http::request;
 use crate::http::response::{self, Body};
-use crate::http::server::ConnectionAbort;
-use crate::client_stream::{self, Start};
 use crate::viewer;
 
 /// Longest `/readyz` waits for PostgreSQL before answering `503`.
@@ -25,8 +27,35 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// down.
 const RETRY_AFTER_SECONDS: &str = "2";
 
+/// The service of one connection: the router, with the connection's abort handle in every
+/// request's extensions. Its future is boxed: hyper keeps room for one in-flight request future
+/// per connection for the connection's whole life, and the router's is large while a stream
+/// response is being set up.
+#[derive(Clone)]
+pub(crate) struct Router {
+    app: Arc<App>,
+    abort: ConnectionAbort,
+}
+
+impl Router {
+    pub(crate) fn new(app: Arc<App>, abort: ConnectionAbort) -> Router {
+        Router { app, abort }
+    }
+}
+
+impl Service<Request<Incoming>> for Router {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.abort.clone());
+        Box::pin(handle(self.app.clone(), req))
+    }
+}
+
 /// Answers one request.
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible> {
+async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible> {
     let mut response = route(&app, &req).await;
     if let Some(cors) = &app.cors {
         cors.decorate(req.headers(), response.headers_mut());
@@ -258,7 +287,7 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
         }
     };
     if let Some(cursor) = &cursor
-        && already_complete(cursor, &position)
+        && client_stream::already_complete(cursor, &position)
     {
         // Stops a browser's EventSource from reconnecting forever after `complete`.
         return response::empty(StatusCode::NO_CONTENT);
@@ -317,19 +346,6 @@ fn challenge(answer: &mut Response<Body>, denied: Denied) {
     answer
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-}
-
-/// Whether a `complete` cursor has nothing left to receive: the task is still not
-/// `InProgress` and nothing exists past the cursor.
-fn already_complete(cursor: &Cursor, position: &TaskPosition) -> bool {
-    if !cursor.complete || position.in_progress {
-        return false;
-    }
-    match (&position.head, &cursor.session) {
-        (None, None) => true,
-        (Some((session, last_seq)), Some(id)) => session.id == *id && cursor.seq >= *last_seq,
-        _ => false,
-    }
 }
 
 /// `503` with a `retry-after` hint.

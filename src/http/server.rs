@@ -8,17 +8,12 @@
 //! long-lived here (one per open stream), so each byte of their state counts thousands of
 //! times; the rarer paths (HTTP/2, TLS) are boxed so that they cost nothing to the common one.
 
-use std::convert::Infallible;
 use std::fmt::Display;
-use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,8 +24,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::http::response::Body;
-use crate::http::router;
+use crate::client_stream::ConnectionAbort;
+use crate::http::router::Router;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -44,20 +39,6 @@ const PREFACE_RECHECK: Duration = Duration::from_millis(10);
 /// Pings on idle HTTP/2 connections, so a vanished peer is noticed (HTTP/1 relies on the
 /// stream's keep-alive comments for that).
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
-
-/// Lets a stream task close its whole connection: a client that accepts nothing for the write
-/// timeout is disconnected, rather than left holding a socket whose buffers never drain
-/// (ending the body alone would leave hyper waiting to flush it). Found in every request's
-/// extensions.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionAbort(Arc<Notify>);
-
-impl ConnectionAbort {
-    /// Closes the connection this request arrived on.
-    pub fn abort(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// The two protocol builders, configured once.
 struct Protocols {
@@ -83,7 +64,7 @@ impl Protocols {
 
 /// Accepts connections until shutdown, then waits for open connections to finish, at most
 /// until the drain deadline.
-pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor>) {
+pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor>) {
     let protocols = Arc::new(Protocols::new(&app));
     let tracker = Arc::new(Tracker {
         open: app.metrics.connections.clone(),
@@ -204,55 +185,25 @@ async fn http1_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let router = Router::new(app.clone());
-    let aborted = router.abort.0.clone();
+    let abort = ConnectionAbort::default();
+    let router = Router::new(app.clone(), abort.clone());
     let connection = protocols.http1.serve_connection(TokioIo::new(io), router);
-    drive(connection, &app, aborted).await;
+    drive(connection, &app, abort).await;
 }
 
 async fn http2_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let router = Router::new(app.clone());
-    let aborted = router.abort.0.clone();
+    let abort = ConnectionAbort::default();
+    let router = Router::new(app.clone(), abort.clone());
     let connection = protocols.http2.serve_connection(TokioIo::new(io), router);
-    drive(connection, &app, aborted).await;
-}
-
-/// The service of one connection: the router, with the connection's abort handle in every
-/// request's extensions. Its future is boxed: hyper keeps room for one in-flight request future
-/// per connection for the connection's whole life, and the router's is large while a stream
-/// response is being set up.
-#[derive(Clone)]
-struct Router {
-    app: Arc<App>,
-    abort: ConnectionAbort,
-}
-
-impl Router {
-    fn new(app: Arc<App>) -> Router {
-        Router {
-            app,
-            abort: ConnectionAbort::default(),
-        }
-    }
-}
-
-impl Service<Request<Incoming>> for Router {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(self.abort.clone());
-        Box::pin(router::handle(self.app.clone(), req))
-    }
+    drive(connection, &app, abort).await;
 }
 
 /// Serves a connection until it ends or is aborted. On shutdown it stops taking new requests
 /// and finishes the ones in flight (a stream's own task ends its body).
-async fn drive<C>(connection: C, app: &App, aborted: Arc<Notify>)
+async fn drive<C>(connection: C, app: &App, abort: ConnectionAbort)
 where
     C: GracefulConnection,
     C::Error: Display,
@@ -268,7 +219,7 @@ where
                 }
                 return;
             }
-            () = aborted.notified() => {
+            () = abort.aborted() => {
                 tracing::debug!("connection closed: slow client");
                 return;
             }

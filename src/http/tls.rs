@@ -26,7 +26,7 @@ impl std::error::Error for TlsError {}
 
 /// An acceptor for the certificate chain and key in `files`, offering HTTP/2 and HTTP/1.1 by
 /// ALPN.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect())
         .map_err(|e| {

@@ -1,6 +1,8 @@
 //! Live delivery, knowing nothing of HTTP: the hub of shared tails ([`hub`]), what one tail does
-//! ([`tail`]), and the PostgreSQL LISTEN connection that feeds them ([`pg_listener`]).
+//! ([`tail`]), the PostgreSQL LISTEN connection that feeds them ([`pg_listener`]), and what a
+//! notification says ([`notice`]).
 
-pub mod hub;
+pub(crate) mod hub;
+pub(crate) mod notice;
 pub mod pg_listener;
-pub mod tail;
+pub(crate) mod tail;

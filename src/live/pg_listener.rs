@@ -9,12 +9,12 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::sync::oneshot;
-use tokio_postgres::{AsyncMessage, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, NoTls};
 
-use crate::db::{EVENTS_CHANNEL, TASKS_CHANNEL};
-use crate::live::hub::{Hub, Notice};
+use crate::db;
+use crate::live::hub::Hub;
+use crate::live::notice::Notice;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -28,26 +28,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The event notification payload (see `schema.sql`): `t` task, `s` session, `q` seq, and `y`
-/// type and `c` content when they fit.
-#[derive(Deserialize)]
-struct EventPayload {
-    t: String,
-    s: String,
-    q: i64,
-    y: Option<String>,
-    c: Option<String>,
-}
-
-/// The task notification payload: `t` task (status change or deletion).
-#[derive(Deserialize)]
-struct TaskPayload {
-    t: String,
-}
-
 /// Keeps a LISTEN connection up until `shutdown`, feeding the hub. `ready` is sent once the
 /// first LISTEN is in place (or the first attempt failed, with the error).
-pub async fn run(
+pub(crate) async fn run(
     mut config: tokio_postgres::Config,
     hub: Hub,
     metrics: Arc<Metrics>,
@@ -103,7 +86,11 @@ async fn listen(
             match poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(notification))) => {
                     metrics.notifications.inc();
-                    hub.notify(parse(&notification));
+                    hub.notify(Notice::parse(
+                        notification.channel(),
+                        notification.payload(),
+                        Instant::now(),
+                    ));
                 }
                 Some(Ok(_)) => {} // notices
                 Some(Err(error)) => return Err(error),
@@ -111,8 +98,8 @@ async fn listen(
             }
         }
     });
-    let listen_sql = format!("LISTEN {EVENTS_CHANNEL}; LISTEN {TASKS_CHANNEL}");
-    let listening = client.batch_execute(&listen_sql);
+    let listen = db::listen_statement();
+    let listening = client.batch_execute(&listen);
     tokio::select! {
         result = listening => result?,
         ended = &mut drive => return ended,
@@ -132,27 +119,4 @@ async fn listen(
         tracing::warn!(%error, "LISTEN connection lost");
     }
     Ok(())
-}
-
-/// Reads a notification. A payload that does not parse tells nothing precise, so it makes the
-/// hub re-check every task rather than be ignored.
-fn parse(notification: &Notification) -> Notice {
-    let payload = notification.payload();
-    match notification.channel() {
-        EVENTS_CHANNEL => match serde_json::from_str::<EventPayload>(payload) {
-            Ok(event) => Notice::Event {
-                task: event.t,
-                session: event.s,
-                seq: event.q,
-                body: event.y.zip(event.c),
-                at: Instant::now(),
-            },
-            Err(_) => Notice::Unknown,
-        },
-        TASKS_CHANNEL => match serde_json::from_str::<TaskPayload>(payload) {
-            Ok(task) => Notice::TaskChanged { task: task.t },
-            Err(_) => Notice::Unknown,
-        },
-        _ => Notice::Unknown,
-    }
 }

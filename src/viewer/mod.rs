@@ -7,6 +7,8 @@
 //! content as text only; the pages' content-security-policy (see [`crate::http::response::page`])
 //! forbids inline script besides.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::db::TaskSummary;
 use crate::http::request::ListPage;
 
@@ -31,22 +33,22 @@ const SIGNIN_JS: &str = include_str!("signin.js");
 
 /// One static file of the viewer, served at `/assets/{name}`.
 #[derive(Debug, Clone, Copy)]
-pub struct Asset {
+pub(crate) struct Asset {
     /// Its `content-type`.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Its bytes, embedded in the binary.
-    pub body: &'static str,
+    pub(crate) body: &'static str,
 }
 
 impl Asset {
     /// A strong `ETag` of the content, so a browser revalidates with one cheap `304`.
-    pub fn etag(&self) -> String {
+    pub(crate) fn etag(&self) -> String {
         format!("\"{:016x}\"", fnv1a(self.body.as_bytes()))
     }
 }
 
 /// The static file called `name`, if there is one.
-pub fn asset(name: &str) -> Option<Asset> {
+pub(crate) fn asset(name: &str) -> Option<Asset> {
     match name {
         "viewer.css" => Some(Asset {
             content_type: "text/css; charset=utf-8",
@@ -65,7 +67,7 @@ pub fn asset(name: &str) -> Option<Asset> {
 }
 
 /// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow.
-pub fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> String {
+pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> String {
     let list = if tasks.is_empty() {
         let text = if page.before.is_some() {
             "No older tasks."
@@ -127,12 +129,12 @@ fn task_row(task: &TaskSummary) -> String {
 }
 
 /// The sign-in page; `reason` says why it is shown (no token, or one that no longer works).
-pub fn signin_page(reason: &str) -> String {
+pub(crate) fn signin_page(reason: &str) -> String {
     fill(SIGNIN_HTML, &[("reason", Slot::Text(reason))])
 }
 
 /// The live page of `task`.
-pub fn task_page(task: &TaskSummary) -> String {
+pub(crate) fn task_page(task: &TaskSummary) -> String {
     let stream = format!("{}/events/stream", task_path(&task.id));
     let title = if task.title.is_empty() {
         &task.id
@@ -188,7 +190,7 @@ fn fill(template: &str, slots: &[(&str, Slot<'_>)]) -> String {
 
 /// `text` made safe for HTML text and quoted attribute values: `&`, `<`, `>`, `"` and `'`
 /// become character references.
-pub fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {
@@ -203,20 +205,17 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
+/// Every byte outside the unreserved set `A-Z a-z 0-9 - . _ ~` (RFC 3986).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `text` percent-encoded for one path segment or query value: every byte outside the
-/// unreserved set `A-Z a-z 0-9 - . _ ~` becomes `%XX` (the inverse of
-/// [`crate::http::request::percent_decode`]).
+/// unreserved set becomes `%XX` (the inverse of [`crate::http::request::percent_decode`]).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(byte));
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
 /// 64-bit FNV-1a: a stable content hash for the assets' `ETag` (not for security).

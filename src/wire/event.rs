@@ -1,5 +1,6 @@
-//! How a stored `agent_events` row becomes an SSE event: its name and its JSON data
-//! (design.md §1). Pure; `tests/event_mapping.rs` runs every shared vector against it.
+//! How a stored `agent_events` row becomes an SSE event: its name and its JSON data (the
+//! mapping table in the README's API section). Pure; `tests/event_mapping.rs` runs every
+//! vector of `tests/vectors/event_mapping.json` against it.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
@@ -54,7 +55,7 @@ pub fn frame(cursor: &str, event_type: &str, content: &str) -> Bytes {
 }
 
 /// Appends the SSE frame of a stored row to `out`.
-pub fn write_frame(out: &mut BytesMut, cursor: &str, event_type: &str, content: &str) {
+pub(crate) fn write_frame(out: &mut BytesMut, cursor: &str, event_type: &str, content: &str) {
     // Compact JSON escapes every control character, so the data is always one line.
     let data = event_data(event_type, content).to_string();
     sse::write_event(out, cursor, &event_name(event_type), &data);

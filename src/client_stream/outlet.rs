@@ -1,0 +1,265 @@
+//! The sending side of one response body, with the client's pace rules: keep-alives during
+//! silence, a write timeout for a client that accepts nothing, and the server's reasons to end
+//! a stream (shutdown, token expiry, maximum lifetime).
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep, timeout};
+
+use crate::live::tail::Live;
+use crate::metrics::EndReason;
+use crate::shutdown::Shutdown;
+use crate::wire::sse;
+
+/// Resolves when the stream must end for a reason of the server's.
+pub(super) type Ending = Pin<Box<dyn Future<Output = EndReason> + Send>>;
+
+/// See the module's documentation.
+pub(super) struct Outlet {
+    tx: mpsc::Sender<Bytes>,
+    /// Silence after which a keep-alive comment is sent.
+    keepalive_every: Duration,
+    /// Longest a client may accept nothing before it is disconnected.
+    write_timeout: Duration,
+    /// Fires a keep-alive interval after it was last armed; when it fires, `last_sent` says
+    /// whether the stream has really been silent that long (re-arming a timer on every frame
+    /// would cost a timer-wheel update per frame per client).
+    keepalive: Pin<Box<Sleep>>,
+    /// When bytes were last handed to the client.
+    last_sent: Instant,
+    ending: Ending,
+}
+
+impl Outlet {
+    pub(super) fn new(
+        tx: mpsc::Sender<Bytes>,
+        keepalive_every: Duration,
+        write_timeout: Duration,
+        ending: Ending,
+    ) -> Outlet {
+        Outlet {
+            tx,
+            keepalive_every,
+            write_timeout,
+            keepalive: Box::pin(tokio::time::sleep(keepalive_every)),
+            last_sent: Instant::now(),
+            ending,
+        }
+    }
+
+    /// Hands bytes to the client's buffer. Waits while the buffer is full, up to the write
+    /// timeout; the keep-alive timer restarts after every send.
+    pub(super) async fn send(&mut self, bytes: Bytes) -> Result<(), EndReason> {
+        let result = match self.tx.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EndReason::ClientGone),
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                tokio::select! {
+                    sent = timeout(self.write_timeout, self.tx.send(frame)) => match sent {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(EndReason::ClientGone),
+                        Err(_) => Err(EndReason::Slow),
+                    },
+                    reason = &mut self.ending => Err(reason),
+                }
+            }
+        };
+        if result.is_ok() {
+            self.last_sent = Instant::now();
+        }
+        result
+    }
+
+    /// Waits for the tail's next message, sending keep-alives while the stream is silent. Ends
+    /// the stream when the server says so or when the client is `gone` (the response body was
+    /// dropped: hyper saw the connection close).
+    pub(super) async fn next_live<G>(
+        &mut self,
+        live: &mut broadcast::Receiver<Live>,
+        mut gone: Pin<&mut G>,
+    ) -> Result<Result<Live, RecvError>, EndReason>
+    where
+        G: Future<Output = ()>,
+    {
+        loop {
+            tokio::select! {
+                biased;
+                reason = &mut self.ending => return Err(reason),
+                received = live.recv() => return Ok(received),
+                () = &mut self.keepalive => self.keep_alive().await?,
+                () = gone.as_mut() => return Err(EndReason::ClientGone),
+            }
+        }
+    }
+
+    /// A clone of the sender, whose `closed()` resolves when the client is gone.
+    pub(super) fn watcher(&self) -> mpsc::Sender<Bytes> {
+        self.tx.clone()
+    }
+
+    /// The keep-alive timer fired: send a comment if nothing was sent for a whole interval,
+    /// and re-arm the timer for an interval after the last send.
+    async fn keep_alive(&mut self) -> Result<(), EndReason> {
+        if Instant::now() >= self.last_sent + self.keepalive_every {
+            self.send(Bytes::from_static(sse::KEEP_ALIVE)).await?;
+        }
+        let next = self.last_sent + self.keepalive_every;
+        self.keepalive.as_mut().reset(next);
+        Ok(())
+    }
+}
+
+/// The stream's [`Ending`]: the first of shutdown (plus a random share of `spread`, so that
+/// thousands of clients do not reconnect to the remaining instances in one burst), token
+/// expiry, and the maximum lifetime (minus up to 10 % jitter, so that streams opened together
+/// do not all end together).
+pub(super) fn ending(
+    mut shutdown: Shutdown,
+    spread: Duration,
+    token_expires: Option<SystemTime>,
+    lifetime: Option<Duration>,
+) -> Ending {
+    let spread = jitter(spread);
+    let expiry = token_expires.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+    let lifetime = lifetime.map(|lifetime| lifetime - jitter(lifetime / 10));
+    Box::pin(async move {
+        let after = |delay: Option<Duration>, reason: EndReason| async move {
+            match delay {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    reason
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.wait() => {
+                tokio::time::sleep(spread).await;
+                EndReason::Shutdown
+            }
+            reason = after(expiry, EndReason::TokenExpired) => reason,
+            reason = after(lifetime, EndReason::Lifetime) => reason,
+        }
+    })
+}
+
+/// A uniformly random duration in `[0, max)` (std's per-instance random hash keys are enough
+/// randomness to spread reconnects).
+fn jitter(max: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    max.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use super::*;
+    use crate::shutdown;
+
+    const KEEPALIVE: Duration = Duration::from_secs(15);
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn outlet(buffer: usize, ending: Ending) -> (Outlet, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(buffer);
+        (Outlet::new(tx, KEEPALIVE, WRITE_TIMEOUT, ending), rx)
+    }
+
+    fn never() -> Ending {
+        Box::pin(std::future::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_fill_silence_only() {
+        let (mut out, mut rx) = outlet(8, never());
+        let (tx_live, mut live) = broadcast::channel::<Live>(4);
+        let gone = pin!(std::future::pending::<()>());
+        let mut gone = gone;
+        let waiting = tokio::time::timeout(
+            KEEPALIVE * 2 + Duration::from_millis(1),
+            out.next_live(&mut live, gone.as_mut()),
+        );
+        assert!(waiting.await.is_err(), "nothing but silence");
+        assert_eq!(rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
+        assert_eq!(rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
+        assert!(rx.try_recv().is_err(), "one comment per interval");
+
+        // A real send restarts the interval: no comment until a whole interval after it.
+        tokio::time::advance(KEEPALIVE / 2).await;
+        out.send(Bytes::from_static(b"data\n\n"))
+            .await
+            .expect("sent");
+        assert_eq!(rx.try_recv().as_deref(), Ok(&b"data\n\n"[..]));
+        let waiting = tokio::time::timeout(KEEPALIVE - Duration::from_millis(1), async {
+            out.next_live(&mut live, gone.as_mut()).await
+        });
+        assert!(waiting.await.is_err());
+        assert!(
+            rx.try_recv().is_err(),
+            "silence is measured from the last send"
+        );
+        drop(tx_live);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_accepts_nothing_is_slow_after_the_write_timeout() {
+        let (mut out, _rx) = outlet(1, never());
+        out.send(Bytes::from_static(b"a")).await.expect("fits");
+        let started = Instant::now();
+        assert_eq!(
+            out.send(Bytes::from_static(b"b")).await,
+            Err(EndReason::Slow)
+        );
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_body_means_the_client_is_gone() {
+        let (mut out, rx) = outlet(1, never());
+        drop(rx);
+        assert_eq!(
+            out.send(Bytes::from_static(b"a")).await,
+            Err(EndReason::ClientGone)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_ends_a_stream_even_while_it_waits_on_a_full_buffer() {
+        let (trigger, shutdown) = shutdown::channel();
+        let (mut out, _rx) = outlet(1, ending(shutdown, Duration::ZERO, None, None));
+        out.send(Bytes::from_static(b"a")).await.expect("fits");
+        trigger.trigger();
+        assert_eq!(
+            out.send(Bytes::from_static(b"b")).await,
+            Err(EndReason::Shutdown)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_expiry_and_lifetime_end_a_stream() {
+        let (_trigger, shutdown) = shutdown::channel();
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        assert_eq!(
+            ending(shutdown.clone(), Duration::ZERO, Some(expires), None).await,
+            EndReason::TokenExpired
+        );
+        assert!(started.elapsed() <= Duration::from_secs(60));
+        let lifetime = Duration::from_secs(100);
+        let started = Instant::now();
+        assert_eq!(
+            ending(shutdown, Duration::ZERO, None, Some(lifetime)).await,
+            EndReason::Lifetime
+        );
+        let took = started.elapsed();
+        assert!(took <= lifetime && took >= lifetime * 9 / 10, "{took:?}");
+    }
+}

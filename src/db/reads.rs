@@ -1,0 +1,221 @@
+//! The server's reads: where a task stands, a session's events, the task list.
+
+use std::sync::Arc;
+
+use tokio_postgres::Row;
+
+use super::{Db, DbError, IN_PROGRESS};
+use crate::metrics::QueryKind;
+use crate::wire::cursor;
+
+/// The latest session of a task, `started_at` in microseconds for ordering.
+const POSITION_SQL: &str = "
+    SELECT t.status, s.id, (extract(epoch FROM s.started_at) * 1000000)::int8, s.last_seq
+    FROM tasks t
+    LEFT JOIN LATERAL (
+        SELECT id, started_at, last_seq FROM agent_sessions
+        WHERE task_id = t.id ORDER BY started_at DESC, id DESC LIMIT 1
+    ) s ON true
+    WHERE t.id = $1";
+
+/// The same for many tasks in one round trip (the poll tick). Tasks that no longer exist are
+/// absent from the result.
+const POSITIONS_SQL: &str = "
+    SELECT t.id, t.status, s.id, (extract(epoch FROM s.started_at) * 1000000)::int8, s.last_seq
+    FROM unnest($1::text[]) AS w (id)
+    JOIN tasks t ON t.id = w.id
+    LEFT JOIN LATERAL (
+        SELECT id, started_at, last_seq FROM agent_sessions
+        WHERE task_id = t.id ORDER BY started_at DESC, id DESC LIMIT 1
+    ) s ON true";
+
+/// A page of a session's events after a seq. `seq > $2` is an exact tail because seq is
+/// gapless in commit order (see `schema.sql`).
+const EVENTS_SQL: &str = "
+    SELECT seq, event_type, content FROM agent_events
+    WHERE session_id = $1 AND seq > $2
+    ORDER BY seq LIMIT $3";
+
+/// A page of the task list, newest first: `$2` is the task the previous page ended with (only
+/// older ones follow; an unknown one gives an empty page), `$3` the ids the reader may see
+/// (`NULL`: all). Ties on `created_at` are broken by id, so every task is on exactly one page.
+const TASKS_SQL: &str = "
+    SELECT t.id, t.title, t.status
+    FROM tasks t
+    LEFT JOIN tasks b ON b.id = $2
+    WHERE ($2::text IS NULL
+           OR t.created_at < b.created_at
+           OR (t.created_at = b.created_at AND t.id > b.id))
+      AND ($3::text[] IS NULL OR t.id = ANY ($3))
+    ORDER BY t.created_at DESC, t.id
+    LIMIT $1";
+
+/// One task's title and status (the viewer's task page).
+const TASK_SQL: &str = "SELECT id, title, status FROM tasks WHERE id = $1";
+
+/// A session, as far as ordering and cursors need it. Shared (`Arc`) by every frame and stream
+/// that refers to it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// The session id as stored.
+    pub(crate) id: String,
+    /// `started_at` in microseconds since the epoch.
+    pub(crate) started_at: i64,
+    /// `<base64url(id)>:`, the start of every cursor in this session.
+    pub(crate) cursor_prefix: String,
+}
+
+impl Session {
+    /// A session with its cursor prefix computed.
+    pub(crate) fn new(id: String, started_at: i64) -> Session {
+        let cursor_prefix = cursor::session_prefix(&id);
+        Session {
+            id,
+            started_at,
+            cursor_prefix,
+        }
+    }
+
+    /// Whether `self` started after `other` (the latest session is the one started last, ties
+    /// broken by id).
+    pub(crate) fn is_newer_than(&self, other: &Session) -> bool {
+        (self.started_at, &self.id) > (other.started_at, &other.id)
+    }
+
+    /// The cursor of event `seq` of this session.
+    pub(crate) fn cursor(&self, seq: i64) -> String {
+        format!("{}{seq}", self.cursor_prefix)
+    }
+}
+
+/// Where a task stands: its status and how far its latest session goes.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskPosition {
+    /// Whether the status is `InProgress`.
+    pub(crate) in_progress: bool,
+    /// The latest session and its last seq, `None` before the first event.
+    pub(crate) head: Option<(Arc<Session>, i64)>,
+}
+
+/// One stored event of a session.
+#[derive(Debug)]
+pub(crate) struct StoredEvent {
+    /// Position in its session, from 1, gapless.
+    pub(crate) seq: i64,
+    /// The `event_type` as stored.
+    pub(crate) event_type: String,
+    /// The `content` as stored.
+    pub(crate) content: String,
+}
+
+/// Which part of the task list to read.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskListing<'a> {
+    /// At most this many tasks.
+    pub limit: i64,
+    /// Only tasks older than this one (the next page); `None`: from the newest.
+    pub before: Option<&'a str>,
+    /// Only these task ids (the ones a reader's token covers); `None`: every task.
+    pub only: Option<&'a [String]>,
+}
+
+/// A row of the task list.
+#[derive(Debug)]
+pub struct TaskSummary {
+    /// Task id.
+    pub id: String,
+    /// Task title.
+    pub title: String,
+    /// Task status.
+    pub status: String,
+}
+
+impl Db {
+    /// The position of one task, `None` if it does not exist.
+    pub(crate) async fn position(&self, task_id: &str) -> Result<Option<TaskPosition>, DbError> {
+        let rows = self
+            .query(QueryKind::Position, POSITION_SQL, &[&task_id])
+            .await?;
+        Ok(rows.first().map(|row| position_from(row, 0)))
+    }
+
+    /// The positions of many tasks at once; tasks that no longer exist are absent.
+    pub(crate) async fn positions(
+        &self,
+        task_ids: &[&str],
+    ) -> Result<Vec<(String, TaskPosition)>, DbError> {
+        let rows = self
+            .query(QueryKind::Positions, POSITIONS_SQL, &[&task_ids])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), position_from(row, 1)))
+            .collect())
+    }
+
+    /// Up to `limit` events of `session` after `after`, in seq order.
+    pub(crate) async fn events(
+        &self,
+        session: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        let rows = self
+            .query(QueryKind::Events, EVENTS_SQL, &[&session, &after, &limit])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredEvent {
+                seq: row.get(0),
+                event_type: row.get(1),
+                content: row.get(2),
+            })
+            .collect())
+    }
+
+    /// A page of the task list, newest first.
+    pub async fn tasks(&self, listing: TaskListing<'_>) -> Result<Vec<TaskSummary>, DbError> {
+        let rows = self
+            .query(
+                QueryKind::Tasks,
+                TASKS_SQL,
+                &[&listing.limit, &listing.before, &listing.only],
+            )
+            .await?;
+        Ok(rows.iter().map(summary_from).collect())
+    }
+
+    /// One task's title and status, `None` if it does not exist.
+    pub(crate) async fn task(&self, task_id: &str) -> Result<Option<TaskSummary>, DbError> {
+        let rows = self.query(QueryKind::Task, TASK_SQL, &[&task_id]).await?;
+        Ok(rows.first().map(summary_from))
+    }
+
+    /// Whether PostgreSQL answers.
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
+        self.query(QueryKind::Ping, "SELECT 1", &[]).await.map(drop)
+    }
+}
+
+/// Reads id, title and status from `row`.
+fn summary_from(row: &Row) -> TaskSummary {
+    TaskSummary {
+        id: row.get(0),
+        title: row.get(1),
+        status: row.get(2),
+    }
+}
+
+/// Reads status, session id, started_at and last_seq from `row`, starting at column `first`.
+fn position_from(row: &Row, first: usize) -> TaskPosition {
+    let status: &str = row.get(first);
+    let session: Option<String> = row.get(first + 1);
+    TaskPosition {
+        in_progress: status == IN_PROGRESS,
+        head: session.map(|id| {
+            let started_at: i64 = row.get(first + 2);
+            let last_seq: i64 = row.get(first + 3);
+            (Arc::new(Session::new(id, started_at)), last_seq)
+        }),
+    }
+}

@@ -1,0 +1,169 @@
+//! One running server: [`start`] wires the pool, the hub, the LISTEN connection, the poll and the
+//! accept loop together, and [`Handle`] stops it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config};
+use crate::db::Db;
+use crate::live::hub::Hub;
+use crate::metrics::Metrics;
+use crate::shutdown::ShutdownTrigger;
+use crate::{app, db, http, live, shutdown};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Settings that cannot work together.
+    Config(config::InvalidConfig),
+    /// The database URL does not parse.
+    DatabaseUrl(tokio_postgres::Error),
+    /// PostgreSQL could not be reached, or refused the schema.
+    Database(tokio_postgres::Error),
+    /// The listen address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// The TLS certificate or key could not be used.
+    Tls(http::tls::TlsError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::DatabaseUrl(e) => write!(f, "invalid database URL: {e}"),
+            StartError::Database(e) => write!(f, "cannot use PostgreSQL: {e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::DatabaseUrl(e) | StartError::Database(e) => Some(e),
+            StartError::Bind(_, e) => Some(e),
+            StartError::Tls(e) => Some(e),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Handle {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    hub: Hub,
+    trigger: ShutdownTrigger,
+    serving: JoinHandle<()>,
+}
+
+impl Handle {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The number of live tails (watched tasks).
+    pub fn tail_count(&self) -> usize {
+        self.hub.tail_count()
+    }
+
+    /// Starts a graceful shutdown: stop accepting, end every stream, drain connections.
+    pub fn shutdown(&self) {
+        self.trigger.trigger();
+    }
+
+    /// Waits until the server has stopped (after [`Handle::shutdown`]).
+    pub async fn stopped(self) {
+        let _ = self.serving.await;
+    }
+}
+
+/// Starts a server: applies the schema, opens the pool and the LISTEN connection, binds
+/// `listen` and serves until [`Handle::shutdown`].
+pub async fn start(
+    config: Config,
+    database_url: &str,
+    listen: SocketAddr,
+) -> Result<Handle, StartError> {
+    let config = config.validate().map_err(StartError::Config)?;
+    let pg_config = db::pg_config(database_url).map_err(StartError::DatabaseUrl)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(http::tls::acceptor)
+        .transpose()
+        .map_err(StartError::Tls)?;
+    db::apply_schema(database_url)
+        .await
+        .map_err(StartError::Database)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let db = Db::new(
+        pg_config.clone(),
+        config.pool_size,
+        config.statement_timeout,
+        metrics.clone(),
+    );
+    let hub = Hub::new(db.clone(), config.replay_batch, metrics.clone());
+    let (trigger, shutdown) = shutdown::channel();
+
+    if config.notify {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(live::pg_listener::run(
+            pg_config,
+            hub.clone(),
+            metrics.clone(),
+            ready_tx,
+            shutdown.clone(),
+        ));
+        // LISTEN is in place before any state is read.
+        if let Ok(Err(error)) = ready_rx.await {
+            trigger.trigger();
+            return Err(StartError::Database(error));
+        }
+    }
+    tokio::spawn(
+        hub.clone()
+            .run_poller(config.poll_interval, shutdown.clone()),
+    );
+
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            trigger.trigger();
+            return Err(StartError::Bind(listen, error));
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|error| StartError::Bind(listen, error))?;
+
+    let app = Arc::new(app::App::new(
+        config,
+        db,
+        hub.clone(),
+        metrics.clone(),
+        shutdown,
+    ));
+    let serving = tokio::spawn(http::server::serve(listener, app, tls));
+    Ok(Handle {
+        addr,
+        metrics,
+        hub,
+        trigger,
+        serving,
+    })
+}

@@ -7,8 +7,9 @@
 //! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
 //!   (scenario, system) run goes and what it measures.
 //! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx.
-//! - [`fleet`]: many SSE clients and what they share; [`client`]: one client;
-//!   [`sse`]: reading frames; [`ledger`]: loss and duplication per client.
+//! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
+//!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
+//!   client.
 //! - [`writer`]: inserts (and nchan publishes) at a pace.
 //! - [`dbstats`]: run databases and PostgreSQL's counters; [`sysinfo`]: `/proc` and the
 //!   machine.
@@ -29,6 +30,7 @@ mod plan;
 mod plot;
 mod report;
 mod scenarios;
+mod shared;
 mod sse;
 mod suite;
 mod sysinfo;

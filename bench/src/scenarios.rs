@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::client::Target;
 use crate::dbstats::{self, DbCounters, Monitor, RunDb};
-use crate::fleet::{Fleet, FleetReport, Target};
+use crate::fleet::{Fleet, FleetReport};
 use crate::peers::{PeerKind, PeerSetup, RunningPeer, ServerCounters};
 use crate::plan::{NOT_APPLICABLE, Plan, Scenario, ScenarioKind};
 use crate::report::{Figures, Percentiles, RunRecord, Status};

@@ -10,9 +10,10 @@
 //! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
 //!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
-//! - [`writer`]: inserts (and nchan publishes) at a pace.
-//! - [`dbstats`]: run databases and PostgreSQL's counters; [`sysinfo`]: `/proc` and the
-//!   machine.
+//! - [`writer`]: inserts (and nchan publishes) at a pace; [`session`]: the sessions written
+//!   to and streamed from.
+//! - [`dbstats`]: run databases and PostgreSQL's counters; [`pg`]: connecting to PostgreSQL;
+//!   [`sysinfo`]: `/proc` and the machine.
 //! - [`report`]: JSON and Markdown results; [`targets`]: issue 4's targets checked against
 //!   them; [`plot`]: the latency SVG.
 
@@ -26,10 +27,12 @@ mod fleet;
 mod ledger;
 mod nchan;
 mod peers;
+mod pg;
 mod plan;
 mod plot;
 mod report;
 mod scenarios;
+mod session;
 mod shared;
 mod sse;
 mod suite;

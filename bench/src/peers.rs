@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::nchan::{Nginx, NginxSetup};
-use crate::writer::Session;
+use crate::session::Session;
 
 /// Longest the server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

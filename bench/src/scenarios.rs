@@ -11,10 +11,12 @@ use crate::client::Target;
 use crate::dbstats::{self, DbCounters, Monitor, RunDb};
 use crate::fleet::{Fleet, FleetReport};
 use crate::peers::{PeerKind, PeerSetup, RunningPeer, ServerCounters};
+use crate::pg::pg_error;
 use crate::plan::{NOT_APPLICABLE, Plan, Scenario, ScenarioKind};
 use crate::report::{Figures, Percentiles, RunRecord, Status};
+use crate::session::Session;
 use crate::sysinfo::{self, ProcSample};
-use crate::writer::{Pace, Session, WriteReport, WriteSpec, Writer};
+use crate::writer::{Pace, WriteReport, WriteSpec, Writer};
 
 /// Inserts in flight on the writer's connection.
 const WRITE_WINDOW: usize = 64;
@@ -409,7 +411,7 @@ impl Run<'_> {
             .client()
             .batch_execute("ALTER TABLE agent_events DISABLE TRIGGER agent_events_notify")
             .await
-            .map_err(|e| format!("disable the notify trigger: {}", dbstats::pg_error(&e)))?;
+            .map_err(|e| format!("disable the notify trigger: {}", pg_error(&e)))?;
         let without_notify = write_all(&mut writers, spec).await?;
         self.mark_end().await;
         self.written_in_window += with_notify.events + without_notify.events;

@@ -6,7 +6,7 @@
 //! the clock is read once per received chunk: that is when the bytes arrived.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ledger::Ledger;
+use crate::payload::unix_nanos;
 use crate::shared::Shared;
 use crate::sse::{Frame, SseReader};
 
@@ -274,11 +275,4 @@ impl Client {
             self.shared.mark_caught_up(generation);
         }
     }
-}
-
-/// The wall clock in Unix nanoseconds: the writer stamps events with the same clock.
-pub fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64)
 }

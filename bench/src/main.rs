@@ -10,6 +10,7 @@
 //! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
 //!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
+//! - [`payload`]: what every event carries (write time, index), written and read back.
 //! - [`writer`]: inserts (and nchan publishes) at a pace; [`session`]: the sessions written
 //!   to and streamed from.
 //! - [`dbstats`]: run databases and PostgreSQL's counters; [`pg`]: connecting to PostgreSQL;
@@ -26,6 +27,7 @@ mod dbstats;
 mod fleet;
 mod ledger;
 mod nchan;
+mod payload;
 mod peers;
 mod pg;
 mod plan;

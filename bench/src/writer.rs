@@ -26,10 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_postgres::{Client, Statement};
 
-use crate::client::unix_nanos;
+use crate::payload::{self, unix_nanos};
 use crate::pg::{self, pg_error};
 use crate::session::Session;
-use crate::sse;
 
 /// The statement agents run. `seq` comes from the trigger.
 const INSERT: &str = "INSERT INTO agent_events (task_id, session_id, event_type, content) \
@@ -162,7 +161,7 @@ impl Writer {
                     let index = issued[session];
                     issued[session] += 1;
                     sent += 1;
-                    let content = sse::content(unix_nanos(), index);
+                    let content = payload::content(unix_nanos(), index);
                     let s = &sessions[session];
                     let statement = insert.clone();
                     let mut future: Insert<'_> = Box::pin(async move {

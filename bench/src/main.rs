@@ -6,7 +6,8 @@
 //! - [`cli`]: the flags; [`suite`]: the whole run, from PostgreSQL to the written results.
 //! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
 //!   (scenario, system) run goes and what it measures.
-//! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx.
+//! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx;
+//!   [`process`]: stopping a process.
 //! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
 //!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
@@ -32,6 +33,7 @@ mod peers;
 mod pg;
 mod plan;
 mod plot;
+mod process;
 mod report;
 mod scenarios;
 mod session;

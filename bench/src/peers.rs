@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::nchan::{Nginx, NginxSetup};
+use crate::process::terminate;
 use crate::session::Session;
 
 /// Longest the server may take to print its address.
@@ -248,26 +249,6 @@ impl RunningPeer {
             RunningPeer::Target { .. } => {}
         }
     }
-}
-
-/// Sends SIGTERM, waits up to `timeout`, then kills.
-pub fn terminate(child: &mut Child, timeout: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory effects; the pid is our own child, not yet waited for.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The taskstream counters a run reports.

@@ -16,8 +16,8 @@
 //!   to and streamed from.
 //! - [`dbstats`]: run databases and PostgreSQL's counters; [`pg`]: connecting to PostgreSQL;
 //!   [`sysinfo`]: `/proc` and the machine.
-//! - [`report`]: JSON and Markdown results; [`targets`]: issue 4's targets checked against
-//!   them; [`plot`]: the latency SVG.
+//! - [`record`]: what one (scenario, system) run measured; [`report`]: the JSON and Markdown
+//!   results; [`targets`]: issue 4's targets checked against them; [`plot`]: the latency SVG.
 
 // A binary: `pub` marks what a module offers the others, so `unreachable_pub` does not apply.
 #![warn(missing_docs, rust_2018_idioms)]
@@ -34,6 +34,7 @@ mod pg;
 mod plan;
 mod plot;
 mod process;
+mod record;
 mod report;
 mod scenarios;
 mod session;

@@ -13,7 +13,7 @@ use crate::fleet::{Fleet, FleetReport};
 use crate::peers::{PeerKind, PeerSetup, RunningPeer, ServerCounters};
 use crate::pg::pg_error;
 use crate::plan::{NOT_APPLICABLE, Plan, Scenario, ScenarioKind};
-use crate::report::{Figures, Percentiles, RunRecord, Status};
+use crate::record::{Figures, Percentiles, RunRecord, Status};
 use crate::session::Session;
 use crate::sysinfo::{self, ProcSample};
 use crate::writer::{Pace, WriteReport, WriteSpec, Writer};

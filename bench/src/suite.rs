@@ -16,7 +16,8 @@ use crate::dbstats::Monitor;
 use crate::nchan;
 use crate::peers::{PeerKind, PeerSetup};
 use crate::plan::{NOT_APPLICABLE, Plan, ScenarioKind};
-use crate::report::{Results, RunRecord, Status, Versions};
+use crate::record::{RunRecord, Status};
+use crate::report::{Results, Versions};
 use crate::scenarios;
 use crate::sysinfo;
 
@@ -412,8 +413,9 @@ fn taskstream_version(bin: &Path) -> String {
 mod tests {
     use super::*;
     use crate::ledger::Tally;
-    use crate::report::Figures;
-    use crate::report::tests::{fanout_run, results};
+    use crate::record::Figures;
+    use crate::record::tests::fanout_run;
+    use crate::report::tests::results;
 
     #[test]
     fn a_lost_event_or_a_scenario_without_result_fails_the_run() {

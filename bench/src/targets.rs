@@ -2,7 +2,7 @@
 //! which are met, which are missed and which this run did not measure (a `--quick` run measures
 //! none of the sized ones). Comparisons with nginx + nchan use the same run only.
 
-use crate::report::{Figures, RunRecord, Status};
+use crate::record::{Figures, RunRecord, Status};
 
 /// Reference latency targets for 1,000 subscribers at 100 events/s (ms).
 const FANOUT_1000_P50_MS: f64 = 2.0;
@@ -176,7 +176,7 @@ pub fn markdown(checks: &[TargetCheck]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Percentiles;
+    use crate::record::Percentiles;
 
     fn run(label: &str, scenario: &str, system: &str, f: Figures) -> RunRecord {
         RunRecord {

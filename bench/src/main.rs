@@ -7,7 +7,7 @@
 //! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
 //!   (scenario, system) run goes and what it measures.
 //! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx;
-//!   [`process`]: stopping a process.
+//!   [`process`]: stopping a process; [`metrics`]: taskstream's own counters.
 //! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
 //!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
@@ -27,6 +27,7 @@ mod client;
 mod dbstats;
 mod fleet;
 mod ledger;
+mod metrics;
 mod nchan;
 mod payload;
 mod peers;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use crate::ledger::Tally;
-use crate::peers::ServerCounters;
+use crate::metrics::ServerCounters;
 use crate::writer::WriteReport;
 
 /// How a (scenario, system) run ended.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::cli::Cli;
 use crate::dbstats::Monitor;
+use crate::metrics;
 use crate::nchan;
 use crate::peers::{PeerKind, PeerSetup};
 use crate::plan::{NOT_APPLICABLE, Plan, ScenarioKind};
@@ -381,12 +382,7 @@ async fn target_version(addr: SocketAddr, url: &str) -> String {
     let metrics = crate::peers::get(addr, "/metrics")
         .await
         .unwrap_or_default();
-    let version = metrics
-        .lines()
-        .find(|l| l.starts_with("taskstream_build_info"))
-        .and_then(|l| l.split("version=\"").nth(1))
-        .and_then(|v| v.split('"').next())
-        .unwrap_or("unknown");
+    let version = metrics::build_version(&metrics).unwrap_or("unknown");
     format!("taskstream {version} running at {url}")
 }
 

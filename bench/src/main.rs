@@ -3,21 +3,23 @@
 //! [`suite::run`].
 //!
 //! # Layout
-//! - [`cli`]: the flags; [`suite`]: the whole run, from PostgreSQL to the written results.
-//! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
-//!   (scenario, system) run goes and what it measures.
+//! From the top down: a module uses only modules listed after it.
+//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags.
+//! - [`scenarios`]: how one (scenario, system) run goes and what it measures.
+//! - [`plot`]: the latency SVG; [`report`]: the JSON and Markdown results; [`targets`]:
+//!   issue 4's targets checked against them; [`record`]: what one (scenario, system) run
+//!   measured.
+//! - [`plan`]: the scenarios and their sizes, full and `--quick`.
 //! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx;
 //!   [`process`]: stopping a process; [`metrics`]: taskstream's own counters.
-//! - [`fleet`]: many SSE clients, driven together; [`shared`]: what its clients share;
-//!   [`client`]: one client; [`sse`]: reading frames; [`ledger`]: loss and duplication per
+//! - [`fleet`]: many SSE clients, driven together; [`client`]: one client; [`shared`]: what a
+//!   fleet's clients share; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
-//! - [`payload`]: what every event carries (write time, index), written and read back.
-//! - [`writer`]: inserts (and nchan publishes) at a pace; [`session`]: the sessions written
-//!   to and streamed from.
-//! - [`dbstats`]: run databases and PostgreSQL's counters; [`pg`]: connecting to PostgreSQL;
+//! - [`writer`]: inserts (and nchan publishes) at a pace; [`dbstats`]: run databases and
+//!   PostgreSQL's counters; [`pg`]: connecting to PostgreSQL; [`session`]: the sessions
+//!   written to and streamed from.
+//! - [`payload`]: what every event carries (write time, index), written and read back;
 //!   [`sysinfo`]: `/proc` and the machine.
-//! - [`record`]: what one (scenario, system) run measured; [`report`]: the JSON and Markdown
-//!   results; [`targets`]: issue 4's targets checked against them; [`plot`]: the latency SVG.
 
 // A binary: `pub` marks what a module offers the others, so `unreachable_pub` does not apply.
 #![warn(missing_docs, rust_2018_idioms)]

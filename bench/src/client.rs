@@ -6,7 +6,7 @@
 //! the clock is read once per received chunk: that is when the bytes arrived.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -17,13 +17,34 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fleet::{Phase, Shared, Target};
 use crate::ledger::Ledger;
+use crate::payload::unix_nanos;
+use crate::shared::Shared;
 use crate::sse::{Frame, SseReader};
 
 /// Pause before reconnecting after a stream ended on its own (EventSource waits `retry:`;
 /// shorter here so a failure shows up as a reconnect, not as a stall).
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// What a client is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Stay connected (reconnect with the last cursor if the stream ends).
+    Run,
+    /// Close the connection and wait.
+    Drop,
+    /// Close the connection and report.
+    Stop,
+}
+
+/// One client's stream.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The request path of its stream.
+    pub path: String,
+    /// The index of its session (into the writer's committed counts).
+    pub session: usize,
+}
 
 /// What one client measured.
 #[derive(Debug)]
@@ -254,11 +275,4 @@ impl Client {
             self.shared.mark_caught_up(generation);
         }
     }
-}
-
-/// The wall clock in Unix nanoseconds: the writer stamps events with the same clock.
-pub fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64)
 }

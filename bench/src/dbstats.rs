@@ -1,34 +1,13 @@
 //! The benchmark's side of PostgreSQL: a fresh database per run (copied from a template that
 //! holds `schema.sql`), and what the database saw during a run (transactions, connections).
-//!
-//! The bench's own connections carry the application name [`APPLICATION`], so that counting
-//! the server's connections leaves them out.
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::writer::Session;
-
-/// The `application_name` of every connection the benchmark opens.
-pub const APPLICATION: &str = "taskstream-bench";
+use crate::pg::{APPLICATION, connect, pg_error};
+use crate::session::Session;
 
 /// The template every run's database is copied from.
 const TEMPLATE: &str = "bench_template";
-
-/// Connects and drives the connection in the background.
-pub async fn connect(url: &str) -> Result<Client, String> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| format!("database URL {url:?}: {e}"))?;
-    config.application_name(APPLICATION);
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| format!("connect to PostgreSQL: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
 
 /// The URL of `database` on the same server as `url` (whose own database and query, if any,
 /// are dropped).
@@ -39,15 +18,6 @@ pub fn url_of(url: &str, database: &str) -> String {
         None => url,
     };
     format!("{base}/{database}")
-}
-
-/// An error with PostgreSQL's own message (tokio-postgres displays a server error as just
-/// "db error").
-pub fn pg_error(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => error.to_string(),
-    }
 }
 
 /// A connection for creating and watching run databases.

@@ -3,17 +3,23 @@
 //! [`suite::run`].
 //!
 //! # Layout
-//! - [`cli`]: the flags; [`suite`]: the whole run, from PostgreSQL to the written results.
-//! - [`plan`]: the scenarios and their sizes, full and `--quick`; [`scenarios`]: how one
-//!   (scenario, system) run goes and what it measures.
-//! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx.
-//! - [`fleet`]: many SSE clients and what they share; [`client`]: one client;
-//!   [`sse`]: reading frames; [`ledger`]: loss and duplication per client.
-//! - [`writer`]: inserts (and nchan publishes) at a pace.
-//! - [`dbstats`]: run databases and PostgreSQL's counters; [`sysinfo`]: `/proc` and the
-//!   machine.
-//! - [`report`]: JSON and Markdown results; [`targets`]: issue 4's targets checked against
-//!   them; [`plot`]: the latency SVG.
+//! From the top down: a module uses only modules listed after it.
+//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags.
+//! - [`scenarios`]: how one (scenario, system) run goes and what it measures.
+//! - [`plot`]: the latency SVG; [`report`]: the JSON and Markdown results; [`targets`]:
+//!   issue 4's targets checked against them; [`record`]: what one (scenario, system) run
+//!   measured.
+//! - [`plan`]: the scenarios and their sizes, full and `--quick`.
+//! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx;
+//!   [`process`]: stopping a process; [`metrics`]: taskstream's own counters.
+//! - [`fleet`]: many SSE clients, driven together; [`client`]: one client; [`shared`]: what a
+//!   fleet's clients share; [`sse`]: reading frames; [`ledger`]: loss and duplication per
+//!   client.
+//! - [`writer`]: inserts (and nchan publishes) at a pace; [`dbstats`]: run databases and
+//!   PostgreSQL's counters; [`pg`]: connecting to PostgreSQL; [`session`]: the sessions
+//!   written to and streamed from.
+//! - [`payload`]: what every event carries (write time, index), written and read back;
+//!   [`sysinfo`]: `/proc` and the machine.
 
 // A binary: `pub` marks what a module offers the others, so `unreachable_pub` does not apply.
 #![warn(missing_docs, rust_2018_idioms)]
@@ -23,12 +29,19 @@ mod client;
 mod dbstats;
 mod fleet;
 mod ledger;
+mod metrics;
 mod nchan;
+mod payload;
 mod peers;
+mod pg;
 mod plan;
 mod plot;
+mod process;
+mod record;
 mod report;
 mod scenarios;
+mod session;
+mod shared;
 mod sse;
 mod suite;
 mod sysinfo;

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::process::terminate;
 use crate::sysinfo;
 
 /// Where Debian's `libnginx-mod-nchan` puts the module.
@@ -206,7 +207,7 @@ impl Nginx {
     /// Stops nginx (fast shutdown) and removes its directory.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            crate::peers::terminate(&mut child, STOP_TIMEOUT);
+            terminate(&mut child, STOP_TIMEOUT);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }

@@ -16,8 +16,10 @@ use hyper::header::HOST;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::metrics::ServerCounters;
 use crate::nchan::{Nginx, NginxSetup};
-use crate::writer::Session;
+use crate::process::terminate;
+use crate::session::Session;
 
 /// Longest the server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -250,75 +252,6 @@ impl RunningPeer {
     }
 }
 
-/// Sends SIGTERM, waits up to `timeout`, then kills.
-pub fn terminate(child: &mut Child, timeout: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory effects; the pid is our own child, not yet waited for.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The taskstream counters a run reports.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct ServerCounters {
-    /// `taskstream_db_queries_total`, all kinds.
-    pub queries: f64,
-    /// `taskstream_catch_ups_total`: live streams that fell behind and read the table.
-    pub catch_ups: f64,
-    /// `taskstream_events_sent_total`.
-    pub events_sent: f64,
-    /// `taskstream_stream_ends_total{reason="Slow"}`.
-    pub slow_disconnects: f64,
-}
-
-impl ServerCounters {
-    /// Reads the counters from the OpenMetrics text of `/metrics`.
-    pub fn parse(text: &str) -> ServerCounters {
-        let mut counters = ServerCounters::default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let (metric, labels) = name.split_once('{').unwrap_or((name, ""));
-            match metric {
-                "taskstream_db_queries_total" => counters.queries += value,
-                "taskstream_catch_ups_total" => counters.catch_ups += value,
-                "taskstream_events_sent_total" => counters.events_sent += value,
-                "taskstream_stream_ends_total" if labels.to_lowercase().contains("slow") => {
-                    counters.slow_disconnects += value;
-                }
-                _ => {}
-            }
-        }
-        counters
-    }
-
-    /// What happened between `self` (before) and `after`.
-    pub fn delta(&self, after: &ServerCounters) -> ServerCounters {
-        ServerCounters {
-            queries: after.queries - self.queries,
-            catch_ups: after.catch_ups - self.catch_ups,
-            events_sent: after.events_sent - self.events_sent,
-            slow_disconnects: after.slow_disconnects - self.slow_disconnects,
-        }
-    }
-}
-
 /// A one-shot GET over its own connection.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     let tcp = TcpStream::connect(addr)
@@ -342,26 +275,4 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
         .await
         .map_err(|e| format!("GET {path}: {e}"))?;
     String::from_utf8(body.to_bytes().to_vec()).map_err(|e| format!("GET {path}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_servers_counters() {
-        let text = "# TYPE taskstream_db_queries counter\n\
-            taskstream_db_queries_total{kind=\"Position\"} 3\n\
-            taskstream_db_queries_total{kind=\"Events\"} 4\n\
-            taskstream_catch_ups_total 2\n\
-            taskstream_events_sent_total 100\n\
-            taskstream_stream_ends_total{reason=\"Slow\"} 1\n\
-            taskstream_stream_ends_total{reason=\"ClientGone\"} 9\n\
-            # EOF\n";
-        let c = ServerCounters::parse(text);
-        assert_eq!(
-            (c.queries, c.catch_ups, c.events_sent, c.slow_disconnects),
-            (7.0, 2.0, 100.0, 1.0)
-        );
-    }
 }

@@ -159,7 +159,7 @@ impl Scenario {
     /// Its label with its size.
     pub fn label(self, plan: &Plan) -> String {
         match self.kind {
-            ScenarioKind::Fanout => format!("fanout-{}", self.subscribers),
+            ScenarioKind::Fanout => fanout_label(self.subscribers),
             ScenarioKind::Saturation => format!("saturation-{}", plan.saturation_subscribers),
             ScenarioKind::Sessions => format!("sessions-{}x2", plan.sessions),
             ScenarioKind::Idle => format!("idle-{}", plan.idle_streams),
@@ -189,6 +189,11 @@ impl Scenario {
              add nothing to it",
         )
     }
+}
+
+/// The label of the fan-out run with `subscribers` subscribers.
+pub fn fanout_label(subscribers: usize) -> String {
+    format!("fanout-{subscribers}")
 }
 
 impl ScenarioKind {

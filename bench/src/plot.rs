@@ -6,7 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::{Results, Status};
+use crate::record::{Percentiles, Status};
+use crate::report::Results;
 
 /// One colour per system, in `PeerKind::ALL` order; others get the last.
 const COLOURS: [RGBColor; 4] = [
@@ -18,12 +19,7 @@ const COLOURS: [RGBColor; 4] = [
 
 /// (percentile name, pick, line width, opacity): the higher the percentile, the thinner and
 /// paler its line.
-type Line = (
-    &'static str,
-    fn(&crate::report::Percentiles) -> f64,
-    u32,
-    f64,
-);
+type Line = (&'static str, fn(&Percentiles) -> f64, u32, f64);
 
 const LINES: [Line; 3] = [
     ("p50", |p| p.p50, 3, 1.0),
@@ -34,7 +30,7 @@ const LINES: [Line; 3] = [
 /// Writes `<dir>/<name>-latency.svg`; `Ok(false)` when no fan-out run has latencies.
 pub fn latency(results: &Results, dir: &Path) -> Result<bool, String> {
     let mut systems: Vec<&str> = Vec::new();
-    let mut points: Vec<(&str, f64, crate::report::Percentiles)> = Vec::new();
+    let mut points: Vec<(&str, f64, Percentiles)> = Vec::new();
     for run in &results.runs {
         if run.scenario != "fanout" || run.status == Status::Skipped {
             continue;

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::client::Target;
 use crate::dbstats::{self, DbCounters, Monitor, RunDb};
-use crate::fleet::{Fleet, FleetReport, Target};
-use crate::peers::{PeerKind, PeerSetup, RunningPeer, ServerCounters};
+use crate::fleet::{Fleet, FleetReport};
+use crate::metrics::ServerCounters;
+use crate::peers::{PeerKind, PeerSetup, RunningPeer};
+use crate::pg::pg_error;
 use crate::plan::{NOT_APPLICABLE, Plan, Scenario, ScenarioKind};
-use crate::report::{Figures, Percentiles, RunRecord, Status};
+use crate::record::{Figures, Percentiles, RunRecord, Status};
+use crate::session::Session;
 use crate::sysinfo::{self, ProcSample};
-use crate::writer::{Pace, Session, WriteReport, WriteSpec, Writer};
+use crate::writer::{Pace, WriteReport, WriteSpec, Writer};
 
 /// Inserts in flight on the writer's connection.
 const WRITE_WINDOW: usize = 64;
@@ -408,7 +412,7 @@ impl Run<'_> {
             .client()
             .batch_execute("ALTER TABLE agent_events DISABLE TRIGGER agent_events_notify")
             .await
-            .map_err(|e| format!("disable the notify trigger: {}", dbstats::pg_error(&e)))?;
+            .map_err(|e| format!("disable the notify trigger: {}", pg_error(&e)))?;
         let without_notify = write_all(&mut writers, spec).await?;
         self.mark_end().await;
         self.written_in_window += with_notify.events + without_notify.events;

@@ -2,29 +2,13 @@
 //! event's write timestamp and index (from its `data`), and the last event id (the cursor a
 //! client sends back as `Last-Event-ID`).
 //!
-//! It is deliberately not a full JSON or WHATWG parser: at saturation the generator reads a
-//! million frames a second on the same two cores as the server, so each line is found with
-//! `memchr` and the two numbers with a substring search, without allocating per frame. Both
+//! It is deliberately not a full WHATWG parser: at saturation the generator reads a million
+//! frames a second on the same two cores as the server, so each line is found with `memchr`
+//! and the two numbers as [`crate::payload`] finds them, without allocating per frame. Both
 //! peers end lines with LF (a CR before it is tolerated); the conformance of the server's
 //! framing is tested elsewhere (`tests/sse_conformance.rs`).
 
-use memchr::memmem;
-
-/// The marker before the write timestamp in a frame's `data`: the writer's content is the JSON
-/// `{"t":<unix nanos>,"n":<index>}`, which arrives escaped inside `{"content":"..."}`.
-const T_KEY: &[u8] = br#"t\":"#;
-
-/// The marker before the event's index in its session.
-const N_KEY: &[u8] = br#"n\":"#;
-
-/// One event written by the benchmark's writer, as a client received it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BenchEvent {
-    /// When the writer issued the insert, in Unix nanoseconds.
-    pub written_at_ns: u64,
-    /// The event's index in its session (0, 1, 2, … in commit order).
-    pub index: u64,
-}
+use crate::payload::{self, BenchEvent};
 
 /// What one dispatched frame was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +80,7 @@ impl SseReader {
             }
         } else if let Some(value) = line.strip_prefix(b"data:") {
             if self.pending.is_none() {
-                self.pending = Some(match bench_fields(value) {
+                self.pending = Some(match payload::parse(value) {
                     Some(event) => Frame::Bench(event),
                     None => Frame::Other,
                 });
@@ -106,31 +90,6 @@ impl SseReader {
             self.pending_id = Some(value.to_vec());
         }
     }
-}
-
-/// The writer's timestamp and index in a data line, if both are there.
-fn bench_fields(data: &[u8]) -> Option<BenchEvent> {
-    Some(BenchEvent {
-        written_at_ns: number_after(data, T_KEY)?,
-        index: number_after(data, N_KEY)?,
-    })
-}
-
-fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
-    let at = memmem::find(haystack, key)? + key.len();
-    let digits = &haystack[at..];
-    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    if len == 0 || len > 19 {
-        return None;
-    }
-    digits[..len].iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// The content the writer stores for event `index` written at `written_at_ns`.
-pub fn content(written_at_ns: u64, index: u64) -> String {
-    format!(r#"{{"t":{written_at_ns},"n":{index}}}"#)
 }
 
 #[cfg(test)]
@@ -160,18 +119,6 @@ mod tests {
             })]
         );
         assert_eq!(reader.last_id(), b"czE:7");
-    }
-
-    #[test]
-    fn the_content_round_trips_through_the_servers_json_escaping() {
-        let data = serde_json::json!({ "content": content(42, 9) }).to_string();
-        assert_eq!(
-            bench_fields(data.as_bytes()),
-            Some(BenchEvent {
-                written_at_ns: 42,
-                index: 9
-            })
-        );
     }
 
     #[test]
@@ -220,7 +167,5 @@ mod tests {
     fn data_without_benchmark_fields_is_another_event() {
         let (frames, _) = read(&[b"id: x:1:c\nevent: complete\ndata: {}\n\n"]);
         assert_eq!(frames, [Frame::Other]);
-        assert_eq!(bench_fields(br#"{"content":"{\"t\":,\"n\":1}"}"#), None);
-        assert_eq!(number_after(br#"t\":99999999999999999999"#, T_KEY), None);
     }
 }

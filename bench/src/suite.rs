@@ -13,10 +13,12 @@ use tokio::time::Instant;
 
 use crate::cli::Cli;
 use crate::dbstats::Monitor;
-use crate::nchan;
+use crate::metrics;
+use crate::nchan::{self, NginxSetup};
 use crate::peers::{PeerKind, PeerSetup};
 use crate::plan::{NOT_APPLICABLE, Plan, ScenarioKind};
-use crate::report::{Results, RunRecord, Status, Versions};
+use crate::record::{RunRecord, Status};
+use crate::report::{Results, Versions};
 use crate::scenarios;
 use crate::sysinfo;
 
@@ -43,31 +45,96 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let plan = plan(&cli);
-    let target = cli
-        .target_url
-        .as_deref()
-        .map(target_addr)
-        .transpose()?
-        .map(|addr| (addr, cli.server_pid));
-    let systems: Vec<PeerKind> = if target.is_some() {
-        vec![PeerKind::Target]
-    } else if cli.systems.is_empty() {
-        PeerKind::ALL.to_vec()
-    } else {
-        cli.systems.clone()
+    let selection = Selection::of(&cli)?;
+    let (name, out) = destination(&cli);
+
+    let server_bin = server_bin(&cli, selection.target)?;
+    let nginx = nginx(&selection.systems);
+    let (cluster, monitor) = start_database(&cli).await?;
+    let versions = versions(&cli, selection.target, &server_bin, &nginx, &monitor).await;
+    let setup = PeerSetup {
+        server_bin,
+        nginx,
+        keepalive_seconds: KEEPALIVE_SECONDS,
+        files,
+        target: selection.target,
     };
-    let mut kinds: Vec<ScenarioKind> = if cli.scenarios.is_empty() {
-        ALL_SCENARIOS.to_vec()
-    } else {
-        cli.scenarios.clone()
+    let postgres_pid = cluster.as_ref().and_then(Cluster::server_pid);
+
+    let runs = run_all(&selection, &monitor, &setup, postgres_pid).await;
+
+    let settings = settings(&cli, &selection.plan)?;
+    let results = Results {
+        name,
+        quick: cli.quick,
+        command,
+        started_unix,
+        total_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        machine: sysinfo::machine(files),
+        versions,
+        settings,
+        targets: crate::targets::check(&runs),
+        runs,
     };
-    if target.is_some() && kinds.contains(&ScenarioKind::WriteCeiling) {
-        eprintln!("bench: write-ceiling is left out: it alters the schema of the database it uses");
-        kinds.retain(|k| *k != ScenarioKind::WriteCeiling);
+    publish(&results, &out)?;
+    drop(monitor);
+    drop(cluster);
+    Ok(verdict(&results, &selection.kinds))
+}
+
+/// What this benchmark runs: the sizes, the systems and the scenarios.
+#[derive(Debug)]
+struct Selection {
+    plan: Plan,
+    /// A server already running (`--target-url`), and its pid if given: then the only system.
+    target: Option<(SocketAddr, Option<u32>)>,
+    systems: Vec<PeerKind>,
+    /// The scenarios, in run order.
+    kinds: Vec<ScenarioKind>,
+}
+
+impl Selection {
+    /// What the flags choose, less the scenarios a server the benchmark did not start cannot
+    /// take.
+    fn of(cli: &Cli) -> Result<Selection, String> {
+        let plan = plan(cli);
+        let target = cli
+            .target_url
+            .as_deref()
+            .map(target_addr)
+            .transpose()?
+            .map(|addr| (addr, cli.server_pid));
+        let systems: Vec<PeerKind> = if target.is_some() {
+            vec![PeerKind::Target]
+        } else if cli.systems.is_empty() {
+            PeerKind::ALL.to_vec()
+        } else {
+            cli.systems.clone()
+        };
+        let mut kinds: Vec<ScenarioKind> = if cli.scenarios.is_empty() {
+            ALL_SCENARIOS.to_vec()
+        } else {
+            cli.scenarios.clone()
+        };
+        if target.is_some() && kinds.contains(&ScenarioKind::WriteCeiling) {
+            eprintln!(
+                "bench: write-ceiling is left out: it alters the schema of the database it uses"
+            );
+            kinds.retain(|k| *k != ScenarioKind::WriteCeiling);
+        }
+        Ok(Selection {
+            plan,
+            target,
+            systems,
+            kinds,
+        })
     }
-    // Only the complete full run lands in bench/results (the committed results); a smoke run or
-    // a partial run (some systems, scenarios, sizes or another server) goes under target/.
+}
+
+/// The results' name and directory. Only the complete full run lands in bench/results (the
+/// committed results); a smoke run or a partial run (some systems, scenarios, sizes or another
+/// server) goes under target/.
+fn destination(cli: &Cli) -> (String, PathBuf) {
     let partial = !cli.systems.is_empty()
         || !cli.scenarios.is_empty()
         || !cli.fanout.is_empty()
@@ -90,24 +157,36 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
                 .join(format!("target/bench-{kind}")),
         }
     });
+    (name, out)
+}
 
-    let server_bin = match (&cli.server_bin, &target) {
-        (Some(path), _) => path.clone(),
-        (None, Some(_)) => PathBuf::new(),
-        (None, None) => build_server()?,
-    };
-    let nginx = if systems.contains(&PeerKind::Nchan) {
-        nchan::detect()
-    } else {
-        Err("not selected".to_owned())
-    };
-    if let Err(reason) = &nginx
-        && systems.contains(&PeerKind::Nchan)
-    {
+/// The taskstream binary the runs start: the one given, none for a server already running, or
+/// else a fresh release build.
+fn server_bin(cli: &Cli, target: Option<(SocketAddr, Option<u32>)>) -> Result<PathBuf, String> {
+    match (&cli.server_bin, target) {
+        (Some(path), _) => Ok(path.clone()),
+        (None, Some(_)) => Ok(PathBuf::new()),
+        (None, None) => build_server(),
+    }
+}
+
+/// nginx with nchan, or why that system cannot run (said at once when it was selected).
+fn nginx(systems: &[PeerKind]) -> Result<NginxSetup, String> {
+    if !systems.contains(&PeerKind::Nchan) {
+        return Err("not selected".to_owned());
+    }
+    let nginx = nchan::detect();
+    if let Err(reason) = &nginx {
         eprintln!("bench: nginx-nchan will be skipped: {reason}");
     }
-    let (cluster, monitor) = match &cli.database_url {
-        Some(url) => (None, Monitor::shared(url).await?),
+    nginx
+}
+
+/// The PostgreSQL the runs use: the database given with `--database-url`, or else a private
+/// cluster, which lives as long as the returned handle.
+async fn start_database(cli: &Cli) -> Result<(Option<Cluster>, Monitor), String> {
+    match &cli.database_url {
+        Some(url) => Ok((None, Monitor::shared(url).await?)),
         None => {
             eprintln!("bench: starting a private PostgreSQL");
             let cluster = tokio::task::spawn_blocking(Cluster::start)
@@ -115,43 +194,54 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             let monitor = Monitor::start(&cluster.url("postgres")).await?;
-            (Some(cluster), monitor)
+            Ok((Some(cluster), monitor))
         }
-    };
-    let versions = Versions {
+    }
+}
+
+/// The versions of everything measured.
+async fn versions(
+    cli: &Cli,
+    target: Option<(SocketAddr, Option<u32>)>,
+    server_bin: &Path,
+    nginx: &Result<NginxSetup, String>,
+    monitor: &Monitor,
+) -> Versions {
+    Versions {
         rustc: sysinfo::command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
-        taskstream: match (&target, &cli.target_url) {
-            (Some((addr, _)), Some(url)) => target_version(*addr, url).await,
-            _ => taskstream_version(&server_bin),
+        taskstream: match (target, &cli.target_url) {
+            (Some((addr, _)), Some(url)) => target_version(addr, url).await,
+            _ => taskstream_version(server_bin),
         },
         postgres: monitor.version().await.unwrap_or_else(|e| e),
-        nginx: match &nginx {
+        nginx: match nginx {
             Ok(setup) => setup.version.clone(),
             Err(reason) => format!("unavailable: {reason}"),
         },
-        nchan: match &nginx {
+        nchan: match nginx {
             Ok(setup) => setup.nchan_version.clone(),
             Err(_) => "unavailable".to_owned(),
         },
-    };
-    let setup = PeerSetup {
-        server_bin,
-        nginx,
-        keepalive_seconds: KEEPALIVE_SECONDS,
-        files,
-        target,
-    };
-    let postgres_pid = cluster.as_ref().and_then(Cluster::server_pid);
+    }
+}
 
+/// Every scenario on every selected system, one run after the other, each logged as it ends.
+async fn run_all(
+    selection: &Selection,
+    monitor: &Monitor,
+    setup: &PeerSetup,
+    postgres_pid: Option<u32>,
+) -> Vec<RunRecord> {
+    let plan = &selection.plan;
     let mut runs: Vec<RunRecord> = Vec::new();
-    for scenario in plan.scenarios(&kinds) {
-        for &system in &systems {
-            let label = scenario.label(&plan);
+    for scenario in plan.scenarios(&selection.kinds) {
+        for &system in &selection.systems {
+            let label = scenario.label(plan);
             eprintln!("bench: {label} on {} …", system.name());
             let record = scenarios::run(
-                &plan,
-                &monitor,
-                &setup,
+                plan,
+                monitor,
+                setup,
                 postgres_pid,
                 runs.len(),
                 scenario,
@@ -162,14 +252,18 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
             runs.push(record);
         }
     }
+    runs
+}
 
+/// The settings every run shared, for the results.
+fn settings(cli: &Cli, plan: &Plan) -> Result<BTreeMap<String, serde_json::Value>, String> {
     let mut settings = BTreeMap::new();
     settings.insert("keepalive_seconds".into(), KEEPALIVE_SECONDS.into());
     settings.insert("nginx_workers".into(), nchan::WORKERS.into());
     settings.insert("taskstream_processes".into(), 1.into());
     settings.insert(
         "plan".into(),
-        serde_json::to_value(&plan).map_err(|e| e.to_string())?,
+        serde_json::to_value(plan).map_err(|e| e.to_string())?,
     );
     if let Some(url) = &cli.target_url {
         settings.insert(
@@ -184,20 +278,13 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
             )),
         );
     }
-    let results = Results {
-        name,
-        quick: cli.quick,
-        command,
-        started_unix,
-        total_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        machine: sysinfo::machine(files),
-        versions,
-        settings,
-        targets: crate::targets::check(&runs),
-        runs,
-    };
-    results.write(&out)?;
-    let plotted = crate::plot::latency(&results, &out)?;
+    Ok(settings)
+}
+
+/// Writes the results and the latency plot, then prints the table and where they went.
+fn publish(results: &Results, out: &Path) -> Result<(), String> {
+    results.write(out)?;
+    let plotted = crate::plot::latency(results, out)?;
     println!("{}", results.table());
     println!(
         "bench: results in {}/{}.json, .md{} ({:.1} s)",
@@ -206,9 +293,7 @@ pub async fn run(cli: Cli, files: u64) -> Result<bool, String> {
         if plotted { ", -latency.svg" } else { "" },
         results.total_seconds
     );
-    drop(monitor);
-    drop(cluster);
-    Ok(verdict(&results, &kinds))
+    Ok(())
 }
 
 /// The plan for these flags.
@@ -380,12 +465,7 @@ async fn target_version(addr: SocketAddr, url: &str) -> String {
     let metrics = crate::peers::get(addr, "/metrics")
         .await
         .unwrap_or_default();
-    let version = metrics
-        .lines()
-        .find(|l| l.starts_with("taskstream_build_info"))
-        .and_then(|l| l.split("version=\"").nth(1))
-        .and_then(|v| v.split('"').next())
-        .unwrap_or("unknown");
+    let version = metrics::build_version(&metrics).unwrap_or("unknown");
     format!("taskstream {version} running at {url}")
 }
 
@@ -412,8 +492,9 @@ fn taskstream_version(bin: &Path) -> String {
 mod tests {
     use super::*;
     use crate::ledger::Tally;
-    use crate::report::Figures;
-    use crate::report::tests::{fanout_run, results};
+    use crate::record::Figures;
+    use crate::record::tests::fanout_run;
+    use crate::report::tests::results;
 
     #[test]
     fn a_lost_event_or_a_scenario_without_result_fails_the_run() {

@@ -1,6 +1,6 @@
 //! What the kernel says about processes and the machine: CPU time and memory of the server
-//! under test (from `/proc/<pid>`), the process tree of nginx and PostgreSQL, the file
-//! descriptor limit, and the machine and tool versions that go into the results.
+//! under test (from `/proc/<pid>`), the process tree of nginx and PostgreSQL, and the machine
+//! and tool versions that go into the results.
 
 use std::fs;
 use std::process::Command;
@@ -107,8 +107,6 @@ pub fn own_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// Raises this process's open-file limit to its hard limit (children, such as the server,
-/// inherit it); returns the new soft limit.
 /// The machine the figures come from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Machine {

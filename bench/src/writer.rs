@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_postgres::{Client, Statement};
 
-use crate::client::unix_nanos;
-use crate::sse;
+use crate::payload::{self, unix_nanos};
+use crate::pg::{self, pg_error};
+use crate::session::Session;
 
 /// The statement agents run. `seq` comes from the trigger.
 const INSERT: &str = "INSERT INTO agent_events (task_id, session_id, event_type, content) \
@@ -36,28 +37,6 @@ const INSERT: &str = "INSERT INTO agent_events (task_id, session_id, event_type,
 /// Connections publishing to nchan. Sessions are spread over them (a session always uses the
 /// same one, so its events stay in order) so that one slow POST does not hold up the others.
 const PUBLISH_CONNECTIONS: usize = 4;
-
-/// One stream's source: a task with one session, and its nchan channel.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// `tasks.id`.
-    pub task: String,
-    /// `agent_sessions.id`.
-    pub session: String,
-}
-
-impl Session {
-    /// The `count` sessions of a run: task `<prefix>t<k>`, session `<prefix>t<k>-s1` (the
-    /// prefix keeps runs apart in a database that is not the benchmark's own).
-    pub fn many(prefix: &str, count: usize) -> Vec<Session> {
-        (0..count)
-            .map(|k| Session {
-                task: format!("{prefix}t{k}"),
-                session: format!("{prefix}t{k}-s1"),
-            })
-            .collect()
-    }
-}
 
 /// How fast to write.
 #[derive(Debug, Clone, Copy)]
@@ -120,11 +99,11 @@ impl Writer {
         sessions: Arc<Vec<Session>>,
         nchan: Option<SocketAddr>,
     ) -> Result<Writer, String> {
-        let client = crate::dbstats::connect(database_url).await?;
+        let client = pg::connect(database_url).await?;
         let insert = client
             .prepare(INSERT)
             .await
-            .map_err(|e| format!("prepare insert: {}", crate::dbstats::pg_error(&e)))?;
+            .map_err(|e| format!("prepare insert: {}", pg_error(&e)))?;
         let committed = vec![0; sessions.len()];
         Ok(Writer {
             client,
@@ -182,14 +161,14 @@ impl Writer {
                     let index = issued[session];
                     issued[session] += 1;
                     sent += 1;
-                    let content = sse::content(unix_nanos(), index);
+                    let content = payload::content(unix_nanos(), index);
                     let s = &sessions[session];
                     let statement = insert.clone();
                     let mut future: Insert<'_> = Box::pin(async move {
                         let result = client
                             .execute(&statement, &[&s.task, &s.session, &content])
                             .await
-                            .map_err(|e| crate::dbstats::pg_error(&e));
+                            .map_err(|e| pg_error(&e));
                         (session, content, result)
                     });
                     // The first poll sends the statement: inserts leave in index order
@@ -229,7 +208,7 @@ impl Writer {
                 &[&ids],
             )
             .await
-            .map_err(|e| format!("read the table back: {}", crate::dbstats::pg_error(&e)))?;
+            .map_err(|e| format!("read the table back: {}", pg_error(&e)))?;
         for (session, &committed) in self.sessions.iter().zip(&self.committed) {
             let (count, max_seq) = rows
                 .iter()

@@ -1,6 +1,6 @@
 //! The ledger: what a client must receive (the committed rows, or numbered contents), a client
 //! that follows a task across every interruption, and assertions that a client received
-//! exactly that.
+//! exactly that, naming the first event that differs when it did not.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -116,16 +116,66 @@ pub fn assert_exact(received: &[SseEvent], committed: &[String], who: &str) {
     assert_same(&ledger_of(received), committed, who);
 }
 
-/// Asserts that `got` is `expected`, naming how many are missing or duplicated when it is not.
+/// Asserts that `got` is `expected`. When it is not, says the counts, how many are missing or
+/// duplicated, and the first position where they differ with what each has there.
 fn assert_same(got: &[String], expected: &[String], who: &str) {
-    if got != expected {
-        let missing = expected.iter().filter(|e| !got.contains(e)).count();
-        let mut seen = HashSet::new();
-        let duplicated = got.iter().filter(|e| !seen.insert(*e)).count();
-        panic!(
-            "{who}: got {} events, expected {} ({missing} missing, {duplicated} duplicated)",
-            got.len(),
-            expected.len()
+    let longer = got.len().max(expected.len());
+    let Some(at) = (0..longer).find(|&i| got.get(i) != expected.get(i)) else {
+        return;
+    };
+    let missing = expected.iter().filter(|e| !got.contains(e)).count();
+    let mut seen = HashSet::new();
+    let duplicated = got.iter().filter(|e| !seen.insert(*e)).count();
+    panic!(
+        "{who}: got {} events, expected {} ({missing} missing, {duplicated} duplicated); \
+         first difference at index {at}: expected {}, got {}",
+        got.len(),
+        expected.len(),
+        shown(expected.get(at)),
+        shown(got.get(at)),
+    );
+}
+
+/// An event of a ledger for a failure message; `None` is past its end.
+fn shown(event: Option<&String>) -> String {
+    event.map_or_else(|| "nothing (the end)".to_owned(), |e| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(events: &[&str]) -> Vec<String> {
+        events.iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    #[test]
+    fn same_ledgers_pass() {
+        assert_same(&ledger(&["a", "b"]), &ledger(&["a", "b"]), "client");
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "client: got 3 events, expected 3 (1 missing, 1 duplicated); \
+                               first difference at index 2: expected \"c\", got \"b\""
+    )]
+    fn a_duplicate_is_named_where_it_is() {
+        assert_same(
+            &ledger(&["a", "b", "b"]),
+            &ledger(&["a", "b", "c"]),
+            "client",
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "first difference at index 1: expected \"b\", got \"c\"")]
+    fn a_gap_is_named_where_it_is() {
+        assert_same(&ledger(&["a", "c"]), &ledger(&["a", "b", "c"]), "client");
+    }
+
+    #[test]
+    #[should_panic(expected = "first difference at index 2: expected nothing (the end), got \"c\"")]
+    fn an_extra_event_at_the_end_is_named() {
+        assert_same(&ledger(&["a", "b", "c"]), &ledger(&["a", "b"]), "client");
     }
 }

@@ -458,7 +458,13 @@ mod tests {
         assert!(as_owner(None).is_empty());
         assert_eq!(
             as_owner(Some((105, 110))),
-            ["setpriv", "--reuid=105", "--regid=110", "--clear-groups", "--"]
+            [
+                "setpriv",
+                "--reuid=105",
+                "--regid=110",
+                "--clear-groups",
+                "--"
+            ]
         );
     }
 
@@ -468,7 +474,11 @@ mod tests {
         let dir = cluster.dir().to_owned();
         assert!(dir.join("data").is_dir());
         std::net::TcpStream::connect(("127.0.0.1", cluster.port())).expect("PostgreSQL listens");
-        assert!(cluster.url("db").ends_with(&format!(":{}/db", cluster.port())));
+        assert!(
+            cluster
+                .url("db")
+                .ends_with(&format!(":{}/db", cluster.port()))
+        );
         drop(cluster);
         assert!(!dir.exists(), "the directory is removed with the cluster");
     }

@@ -1,10 +1,10 @@
 //! Authentication (HS256 JWT in a header or a cookie, scoped to task ids) and CORS.
 
-mod support;
-
 use jsonwebtoken::{EncodingKey, Header};
-
-use support::*;
+use support::auth::{token, with_auth};
+use support::http::Response;
+use support::ledger::contents;
+use support::server::{TestServer, fast_config};
 use taskstream::Config;
 use taskstream::metrics::EndReason;
 
@@ -16,8 +16,8 @@ async fn auth_server() -> TestServer {
     server
 }
 
-async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Sse {
-    Sse::get(server.addr(), path, headers).await
+async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Response {
+    Response::get(server.addr(), path, headers).await
 }
 
 const STREAM: &str = "/tasks/mine/events/stream";
@@ -163,7 +163,7 @@ async fn health_is_open_and_metrics_need_a_token() {
 async fn post_session_sets_the_token_cookie() {
     let server = auth_server().await;
     let good = token(&["mine"], 120);
-    let refused = Sse::request(
+    let refused = Response::request(
         "POST",
         server.addr(),
         "/session",
@@ -171,7 +171,7 @@ async fn post_session_sets_the_token_cookie() {
     )
     .await;
     assert_eq!(refused.status, 401);
-    let answer = Sse::request(
+    let answer = Response::request(
         "POST",
         server.addr(),
         "/session",
@@ -245,7 +245,7 @@ async fn cors_is_off_by_default() {
     .await;
     assert_eq!(response.status, 200);
     assert!(response.header("access-control-allow-origin").is_none());
-    let preflight = Sse::request(
+    let preflight = Response::request(
         "OPTIONS",
         server.addr(),
         "/tasks/t/events/stream",
@@ -274,7 +274,7 @@ async fn cors_echoes_allowed_origins_only() {
     assert!(other.header("access-control-allow-origin").is_none());
     assert_eq!(other.header("vary"), Some("origin"));
 
-    let preflight = Sse::request(
+    let preflight = Response::request(
         "OPTIONS",
         server.addr(),
         path,
@@ -294,7 +294,7 @@ async fn cors_echoes_allowed_origins_only() {
         .expect("allowed headers");
     assert!(allowed_headers.contains("last-event-id") && allowed_headers.contains("authorization"));
 
-    let refused = Sse::request(
+    let refused = Response::request(
         "OPTIONS",
         server.addr(),
         path,
@@ -331,7 +331,7 @@ async fn cors_credentials_allow_the_cookie_cross_origin() {
         response.header("access-control-allow-credentials"),
         Some("true")
     );
-    let session = Sse::request(
+    let session = Response::request(
         "POST",
         server.addr(),
         "/session",

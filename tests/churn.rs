@@ -3,10 +3,11 @@
 //!
 //! The cycle count is divided by `TASKSTREAM_LOAD_DIVISOR` if set (see `load.rs`).
 
-mod support;
-
 use futures_util::StreamExt;
-use support::*;
+use support::http::Response;
+use support::load::load_count;
+use support::server::{TestServer, fast_config};
+use support::wait::eventually;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -35,7 +36,7 @@ async fn connect_disconnect_cycles_leave_nothing_behind() {
     let cycle = |i: usize| {
         let path = format!("/tasks/{}/events/stream", tasks[i % tasks.len()]);
         async move {
-            let mut sse = Sse::get(addr, &path, &[]).await;
+            let mut sse = Response::get(addr, &path, &[]).await;
             assert_eq!(sse.status, 200);
             if i.is_multiple_of(2) {
                 sse.take(1).await; // half leave after an event, half right after the headers

@@ -12,14 +12,14 @@
 
 #![cfg(feature = "e2e")]
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::auth::{token, with_auth};
 use support::e2e::{Browser, PAGE_STATE};
-use support::{TestServer, fast_config, numbered, token, with_auth};
+use support::ledger::numbered;
+use support::server::{TestServer, fast_config};
 use taskstream::Config;
 use taskstream::wire::cursor::Cursor;
 

@@ -8,11 +8,10 @@
 
 #![cfg(feature = "e2e")]
 
-mod support;
-
 use serde_json::Value;
 use support::e2e::{Script, node, python};
-use support::{TestServer, fast_config, numbered};
+use support::ledger::numbered;
+use support::server::{TestServer, fast_config};
 use taskstream::Config;
 use taskstream::wire::cursor::Cursor;
 

@@ -1,10 +1,8 @@
 //! Every vector of `vectors/event_mapping.json` (a copy of the shared contract): stored row in,
 //! SSE event name and JSON data out — through the pure mapping and through a real stream.
 
-mod support;
-
 use serde_json::Value;
-use support::*;
+use support::server::{TestServer, fast_config};
 
 struct Vector {
     event_type: String,

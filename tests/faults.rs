@@ -2,12 +2,14 @@
 //! backend killed, PostgreSQL unreachable at start, rolled-back and long-open writer
 //! transactions. Every client ends with exactly the committed rows.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::*;
+use support::cluster::connect;
+use support::ledger::{assert_exact, assert_ledger, committed, contents, follow, numbered};
+use support::server::{TestServer, fast_config};
+use support::wait::{WAIT, eventually};
+use support::writer::insert_event;
 
 /// The LISTEN backend is terminated while events are written: the reconnect is counted and
 /// every client still ends with exactly the committed rows.

@@ -2,13 +2,14 @@
 //! tests that throw arbitrary paths, cursors, headers and methods at a running server. None
 //! may get a 500, a panic (a dropped connection) or a hang.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use support::*;
+use support::http::Response;
+use support::ledger::{contents, numbered};
+use support::server::{TestServer, fast_config};
+use support::wait::WAIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -374,7 +375,7 @@ proptest! {
 fn the_shared_server_streams() {
     let (runtime, server) = server();
     runtime.block_on(async {
-        let mut sse = Sse::get(server.addr(), "/tasks/t/events/stream", &[]).await;
+        let mut sse = Response::get(server.addr(), "/tasks/t/events/stream", &[]).await;
         assert_eq!(contents(&sse.take(3).await), numbered("e", 0..3));
     });
 }

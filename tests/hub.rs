@@ -2,12 +2,16 @@
 //! share one tail, database load does not grow with clients, gaps and lost notifications are
 //! repaired from the table, and slow clients neither hold a backlog nor slow the others.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use support::*;
+use support::cluster::connect;
+use support::http::Response;
+use support::ledger::{assert_ledger, contents, numbered};
+use support::raw_client::RawClient;
+use support::server::{TestServer, fast_config};
+use support::wait::eventually;
+use support::writer::insert_event;
 use taskstream::Config;
 use taskstream::metrics::{EndReason, QueryKind};
 
@@ -275,7 +279,7 @@ async fn slow_clients_catch_up_or_are_disconnected() {
         .last()
         .map(|e| e.id.clone())
         .unwrap_or_default();
-    let mut resumed = Sse::get(server.addr(), path, &[("last-event-id", &cursor)]).await;
+    let mut resumed = Response::get(server.addr(), path, &[("last-event-id", &cursor)]).await;
     let mut all = stalled.events.clone();
     all.extend(resumed.take(2000 - received).await);
     assert_ledger(&all, &expected, "stalled client after resuming");

@@ -1,11 +1,13 @@
 //! Limits: open streams, slow or silent clients, oversized requests, stuck queries, and a queue
 //! for client reads so that a reconnect storm cannot take the whole pool.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use support::http::Response;
+use support::ledger::{assert_ledger, numbered};
+use support::server::{TestServer, fast_config};
+use support::wait::{WAIT, eventually};
+use support::writer::lock_events_table;
 use taskstream::Config;
 use taskstream::metrics::EndReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +86,7 @@ async fn oversized_requests_are_refused() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     let long_path = format!("/tasks/{}/events/stream", "x".repeat(5000));
-    let response = Sse::get(server.addr(), &long_path, &[]).await;
+    let response = Response::get(server.addr(), &long_path, &[]).await;
     assert_eq!(response.status, 414);
 }
 
@@ -137,7 +139,7 @@ async fn client_reads_queue_instead_of_exhausting_the_pool() {
     let mut first = server.stream("t").await; // its replay holds the only turn, stuck on the lock
     let second = tokio::spawn({
         let addr = server.addr();
-        async move { Sse::get(addr, "/tasks/t/events/stream", &[]).await }
+        async move { Response::get(addr, "/tasks/t/events/stream", &[]).await }
     });
     let metrics = server.handle.metrics();
     eventually("the second stream start to queue for a turn", || {
@@ -149,7 +151,7 @@ async fn client_reads_queue_instead_of_exhausting_the_pool() {
         "the second stream start waits for a turn"
     );
     assert_eq!(
-        Sse::get(server.addr(), "/readyz", &[]).await.status,
+        Response::get(server.addr(), "/readyz", &[]).await.status,
         200,
         "the pool is not exhausted"
     );

@@ -5,15 +5,18 @@
 //! Counts are the full counts unless `TASKSTREAM_LOAD_DIVISOR` divides them (e.g. `4`
 //! on a slow machine); even divided they stay in the hundreds, enough to exercise the mechanism.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use support::*;
+use support::cluster::connect;
+use support::http::Response;
+use support::ledger::{assert_ledger, numbered};
+use support::load::load_count;
+use support::server::{TestServer, fast_config};
+use support::wait::eventually;
 use taskstream::Config;
 
 /// Opens `n` streams of `task`, at most `parallel` connection attempts at a time (so the listen
@@ -23,7 +26,7 @@ async fn open_streams(
     task: &str,
     n: usize,
     headers: &[(String, String)],
-) -> Vec<Sse> {
+) -> Vec<Response> {
     let addr = server.addr();
     let path = format!("/tasks/{task}/events/stream");
     futures_util::stream::iter(0..n)
@@ -34,7 +37,7 @@ async fn open_streams(
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                let sse = Sse::get(addr, &path, &headers).await;
+                let sse = Response::get(addr, &path, &headers).await;
                 assert_eq!(sse.status, 200);
                 sse
             }
@@ -127,7 +130,8 @@ async fn a_reconnect_storm_catches_up_on_a_fixed_number_of_connections() {
     };
     let addr = server.addr();
     let resumed = join_all(cursors.iter().map(|cursor| async move {
-        let mut sse = Sse::get(addr, "/tasks/t/events/stream", &[("last-event-id", cursor)]).await;
+        let mut sse =
+            Response::get(addr, "/tasks/t/events/stream", &[("last-event-id", cursor)]).await;
         assert_eq!(sse.status, 200);
         sse.take(50).await
     }))

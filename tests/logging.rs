@@ -2,14 +2,14 @@
 //! when asked; no token or secret in any line. (Its own test binary: it installs the global
 //! log subscriber.)
 
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header};
-use support::*;
+use support::http::Response;
+use support::server::{TestServer, fast_config};
+use support::wait::eventually;
 use taskstream::Config;
 use taskstream::config::Secret;
 
@@ -65,7 +65,7 @@ async fn stream_ends_are_logged_without_secrets() {
     )
     .expect("token");
     let bearer = format!("Bearer {token}");
-    let mut sse = Sse::get(
+    let mut sse = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("authorization", &bearer)],
@@ -73,7 +73,7 @@ async fn stream_ends_are_logged_without_secrets() {
     .await;
     sse.until_complete().await;
     let forged = format!("{token}x");
-    let refused = Sse::get(
+    let refused = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("cookie", &format!("taskstream_token={forged}"))],

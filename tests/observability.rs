@@ -1,10 +1,9 @@
 //! `GET /metrics`: the counters in the Prometheus/OpenMetrics text format, parseable and true.
 
-mod support;
-
 use std::collections::HashMap;
 
-use support::*;
+use support::http::Response;
+use support::server::{TestServer, fast_config};
 
 /// Parses the text exposition format into `name{labels}` → value (comments skipped).
 fn parse(text: &str) -> HashMap<String, f64> {
@@ -34,7 +33,7 @@ async fn metrics_are_scraped_and_parsed() {
     server.events("t", "s1", "live", 2).await;
     sse.take(2).await;
 
-    let scrape = Sse::get(server.addr(), "/metrics", &[]).await;
+    let scrape = Response::get(server.addr(), "/metrics", &[]).await;
     assert_eq!(scrape.status, 200);
     assert!(
         scrape

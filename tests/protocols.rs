@@ -1,15 +1,16 @@
 //! The same streams over HTTP/2 (cleartext, by prior knowledge) and over TLS (HTTP/2 or
 //! HTTP/1.1 by ALPN), with real clients of those protocols (hyper's, on the h2 crate; rustls).
 
-mod support;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::*;
+use support::ledger::{assert_ledger, numbered};
+use support::server::{TestServer, fast_config};
+use support::sse_parser::{SseEvent, SseParser};
+use support::wait::WAIT;
 use taskstream::Config;
 use taskstream::config::TlsFiles;
 use tokio::io::{AsyncRead, AsyncWrite};

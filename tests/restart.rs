@@ -1,12 +1,14 @@
 //! PostgreSQL restarted under load. Its own test binary, so its own cluster: a restart here
 //! cannot break any other test.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use support::*;
+use support::cluster::{cluster, connect};
+use support::http::Response;
+use support::ledger::{assert_exact, committed, follow};
+use support::server::{TestServer, fast_config};
+use support::wait::WAIT;
 use tokio::sync::oneshot;
 
 /// Inserts `n` events, reconnecting and retrying through outages; reports after `signal_at`.
@@ -77,7 +79,7 @@ async fn a_postgres_restart_loses_nothing() {
         .await
         .expect("thread")
         .expect("stop postgres");
-    let ready = Sse::get(addr, "/readyz", &[]).await;
+    let ready = Response::get(addr, "/readyz", &[]).await;
     assert_eq!(ready.status, 503, "not ready while PostgreSQL is down");
     tokio::time::sleep(Duration::from_millis(300)).await; // an outage long enough to matter
     tokio::task::spawn_blocking(|| cluster().start_server())
@@ -85,7 +87,7 @@ async fn a_postgres_restart_loses_nothing() {
         .expect("thread")
         .expect("start postgres");
     let deadline = std::time::Instant::now() + WAIT;
-    while Sse::get(addr, "/readyz", &[]).await.status != 200 {
+    while Response::get(addr, "/readyz", &[]).await.status != 200 {
         assert!(std::time::Instant::now() < deadline, "never ready again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,12 +1,13 @@
 //! Several instances on one PostgreSQL: they start together (each applying the schema at the
 //! same time), and a client cut off from one resumes on another with exactly what it missed.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use support::*;
+use support::cluster::empty_database;
+use support::http::Response;
+use support::ledger::{assert_exact, assert_ledger, committed, follow, numbered};
+use support::server::{TestServer, fast_config};
 use taskstream::Config;
 
 /// Three instances start at once on a fresh database; a client streams from A, is cut off,
@@ -27,7 +28,7 @@ async fn instances_share_one_database_and_cursors_work_on_each() {
     for i in 5..10 {
         a.event("t", "s1", "assistant", &format!("e {i}")).await;
     }
-    let mut on_b = Sse::get(
+    let mut on_b = Response::get(
         b.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", &cursor)],

@@ -2,12 +2,14 @@
 //! window), the server returns before its drain deadline, and clients resume elsewhere by
 //! cursor. And the optional maximum stream lifetime.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::*;
+use support::http::Response;
+use support::ledger::{assert_ledger, contents, numbered};
+use support::server::{TestServer, fast_config};
+use support::wait::{WAIT, eventually};
+use support::writer::insert_event;
 use taskstream::Config;
 use taskstream::metrics::EndReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +58,7 @@ async fn shutdown_ends_streams_and_clients_resume_elsewhere() {
     }
     for client in &clients {
         let cursor = client.last_id().expect("a cursor");
-        let mut resumed = Sse::get(
+        let mut resumed = Response::get(
             other.addr(),
             "/tasks/t/events/stream",
             &[("last-event-id", &cursor)],
@@ -129,7 +131,7 @@ async fn streams_end_after_their_maximum_lifetime() {
     })
     .await;
     server.event("t", "s1", "assistant", "e 2").await;
-    let mut resumed = Sse::get(
+    let mut resumed = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", &events[1].id)],

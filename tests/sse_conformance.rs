@@ -1,10 +1,8 @@
 //! The test SSE parser follows the WHATWG rules, and what the encoder writes decodes back to
 //! what it was given.
 
-mod support;
-
 use proptest::prelude::*;
-use support::{SseEvent, SseParser};
+use support::sse_parser::{SseEvent, SseParser};
 use taskstream::wire::cursor::Cursor;
 use taskstream::wire::{event, sse};
 

@@ -1,11 +1,12 @@
 //! The event stream end to end over a real socket and a real PostgreSQL: replay, live tail,
 //! resume, sessions, completion, and the error answers.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use support::http::Response;
+use support::ledger::{contents, numbered};
+use support::server::{TestServer, fast_config};
+use support::wait::eventually;
 
 /// Stored events are replayed in seq order, each with its cursor and mapped name and data.
 #[tokio::test]
@@ -95,7 +96,7 @@ async fn resumes_after_the_last_event_id_header() {
     let server = TestServer::start(fast_config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 6).await;
-    let mut sse = Sse::get(
+    let mut sse = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", "czE:4")],
@@ -112,7 +113,7 @@ async fn resumes_after_the_query_cursor() {
     let server = TestServer::start(fast_config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 6).await;
-    let mut sse = Sse::get(
+    let mut sse = Response::get(
         server.addr(),
         "/tasks/t/events/stream?last_event_id=czE%3A3",
         &[],
@@ -127,7 +128,7 @@ async fn the_header_wins_over_the_query() {
     let server = TestServer::start(fast_config()).await;
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 6).await;
-    let mut sse = Sse::get(
+    let mut sse = Response::get(
         server.addr(),
         "/tasks/t/events/stream?last_event_id=czE:1",
         &[("last-event-id", "czE:5")],
@@ -145,7 +146,7 @@ async fn an_older_sessions_cursor_starts_the_latest_session() {
     server.events("t", "old", "old", 3).await;
     server.events("t", "new", "new", 2).await;
     for cursor in ["b2xk:3", "b2xk:1", "dW5rbm93bg:7"] {
-        let mut sse = Sse::get(
+        let mut sse = Response::get(
             server.addr(),
             "/tasks/t/events/stream",
             &[("last-event-id", cursor)],
@@ -182,7 +183,7 @@ async fn no_content_after_complete_and_not_when_more_exists() {
     let mut sse = server.stream("t").await;
     let complete = sse.until_complete().await.pop().expect("complete");
 
-    let again = Sse::get(
+    let again = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", &complete.id)],
@@ -191,7 +192,7 @@ async fn no_content_after_complete_and_not_when_more_exists() {
     assert_eq!(again.status, 204);
 
     server.event("t", "s1", "assistant", "late").await;
-    let mut more = Sse::get(
+    let mut more = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", &complete.id)],
@@ -202,7 +203,7 @@ async fn no_content_after_complete_and_not_when_more_exists() {
     assert_eq!(contents(&events[..1]), ["late"]);
 
     server.status("t", "InProgress").await;
-    let mut reopened = Sse::get(
+    let mut reopened = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", &events[1].id)],
@@ -235,7 +236,7 @@ async fn a_finished_task_without_a_session_completes_at_once() {
     let events = sse.until_complete().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id, "~:0:c");
-    let again = Sse::get(
+    let again = Response::get(
         server.addr(),
         "/tasks/t/events/stream",
         &[("last-event-id", "~:0:c")],
@@ -293,7 +294,7 @@ async fn errors_are_json_with_the_right_status() {
         ("GET", "/tasks/%zz/events/stream", &[], 400),
     ];
     for (method, path, headers, status) in cases {
-        let response = Sse::request(method, addr, path, headers).await;
+        let response = Response::request(method, addr, path, headers).await;
         assert_eq!(response.status, status, "{method} {path} {headers:?}");
         assert_eq!(response.header("content-type"), Some("application/json"));
         if status == 405 {
@@ -308,8 +309,14 @@ async fn errors_are_json_with_the_right_status() {
 #[tokio::test]
 async fn health_and_readiness() {
     let server = TestServer::start(fast_config()).await;
-    assert_eq!(Sse::get(server.addr(), "/healthz", &[]).await.status, 200);
-    assert_eq!(Sse::get(server.addr(), "/readyz", &[]).await.status, 200);
+    assert_eq!(
+        Response::get(server.addr(), "/healthz", &[]).await.status,
+        200
+    );
+    assert_eq!(
+        Response::get(server.addr(), "/readyz", &[]).await.status,
+        200
+    );
 }
 
 /// Hostile `event_type` values cannot forge fields or events: each row is exactly one event

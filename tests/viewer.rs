@@ -2,11 +2,11 @@
 //! paged, escaped), the task page, the embedded assets and their caching headers. What the
 //! page's script does in a browser is proven by `tests/e2e_browser.rs` (`--features e2e`).
 
-mod support;
-
 use std::sync::Arc;
 
-use support::{Sse, TestServer, fast_config, token, with_auth};
+use support::auth::{token, with_auth};
+use support::http::Response;
+use support::server::{TestServer, fast_config};
 use taskstream::db::{Db, TaskListing};
 use taskstream::http::request::MAX_PAGE_SIZE;
 use taskstream::metrics::Metrics;
@@ -14,8 +14,8 @@ use taskstream::metrics::Metrics;
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 
 /// `GET path` on `server`.
-async fn get(server: &TestServer, path: &str) -> Sse {
-    Sse::get(server.addr(), path, &[]).await
+async fn get(server: &TestServer, path: &str) -> Response {
+    Response::get(server.addr(), path, &[]).await
 }
 
 /// Inserts `n` tasks `t000` … in one statement, so they share one `created_at`.
@@ -162,7 +162,7 @@ async fn the_task_page_exists_only_for_tasks() {
     assert_eq!(missing.json().await["error"], "no such task");
     assert_eq!(get(&server, "/tasks/%ff").await.status, 400);
     for path in ["/", "/tasks/a%20b", "/assets/viewer.js"] {
-        let response = Sse::request("POST", server.addr(), path, &[]).await;
+        let response = Response::request("POST", server.addr(), path, &[]).await;
         assert_eq!(response.status, 405, "{path}");
         assert_eq!(response.header("allow"), Some("GET"), "{path}");
     }
@@ -185,10 +185,10 @@ async fn assets_are_served_with_types_and_etags() {
         let etag = response.header("etag").expect("etag").to_owned();
         assert!(!response.text().await.is_empty());
 
-        let again = Sse::get(server.addr(), &path, &[("if-none-match", &etag)]).await;
+        let again = Response::get(server.addr(), &path, &[("if-none-match", &etag)]).await;
         assert_eq!(again.status, 304, "{name}");
         assert!(again.text().await.is_empty());
-        let changed = Sse::get(server.addr(), &path, &[("if-none-match", "\"other\"")]).await;
+        let changed = Response::get(server.addr(), &path, &[("if-none-match", "\"other\"")]).await;
         assert_eq!(changed.status, 200, "{name}");
     }
     assert_eq!(get(&server, "/assets/nope.js").await.status, 404);
@@ -235,7 +235,7 @@ async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
     let with_token = |path: &'static str| {
         let cookie = cookie.clone();
         let addr = server.addr();
-        async move { Sse::get(addr, path, &[("cookie", &cookie)]).await }
+        async move { Response::get(addr, path, &[("cookie", &cookie)]).await }
     };
 
     let index = with_token("/").await;
@@ -268,7 +268,7 @@ async fn without_a_token_the_pages_ask_to_sign_in() {
         ),
     ] {
         let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", *c)).collect();
-        let response = Sse::get(server.addr(), path, &headers).await;
+        let response = Response::get(server.addr(), path, &headers).await;
         assert_eq!(response.status, 401, "{path}");
         assert!(
             response

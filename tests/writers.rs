@@ -1,9 +1,11 @@
 //! Concurrent writers of one session: `seq` is assigned in commit order with no holes, so a
 //! tail that reads `seq > cursor` never skips a row that commits late.
 
-mod support;
-
-use support::*;
+use support::cluster::connect;
+use support::ledger::contents;
+use support::server::{TestServer, fast_config};
+use support::wait::WAIT;
+use support::writer::insert_event;
 
 /// T1 inserts and stays open; T2 inserts into the same session and must wait on T1's session
 /// lock; T1 commits, then T2. Both are delivered in commit order with consecutive seqs.

@@ -1,8 +1,10 @@
-//! The end-to-end tools (`--features e2e`): programs this project did not write, run as child
-//! processes that report what they see as JSON lines: a headless Chromium driven through
+//! The end-to-end tools: programs this project did not write, run as child processes that
+//! report what they see as JSON lines: a headless Chromium driven through
 //! `tests/e2e/browser.mjs`, Node's `eventsource` and Python's `aiohttp-sse-client`.
 //!
-//! A missing tool fails the test with the command that installs it; nothing is skipped.
+//! Only the tests built with `--features e2e` run them, but this module is always compiled (it
+//! needs none of those programs to build), so plain `cargo clippy` checks it too. A missing
+//! tool fails the test with the command that installs it; nothing is skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -13,11 +15,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::WAIT;
+use crate::wait::WAIT;
 
 /// `tests/e2e`: the scripts and their installed packages.
 pub fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("this crate is tests/support, inside tests")
+        .join("e2e")
 }
 
 /// Fails the test, saying how to install `what`, unless `path` exists.

@@ -18,10 +18,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::auth::{token, with_auth};
 use support::e2e::{Browser, PAGE_STATE};
-use support::ledger::numbered;
+use support::ledger::{cursor, numbered};
 use support::server::{TestServer, fast_config};
 use taskstream::Config;
-use taskstream::wire::cursor::Cursor;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 
@@ -32,17 +31,6 @@ fn config() -> Config {
         drain_deadline: Duration::from_secs(1),
         ..fast_config()
     }
-}
-
-/// The cursor the server gives event `seq` of `session`.
-fn cursor(session: &str, seq: i64) -> String {
-    let session = Some(session.to_owned());
-    Cursor {
-        session,
-        seq,
-        complete: false,
-    }
-    .to_string()
 }
 
 /// The URL of `path` on `server`.

@@ -10,10 +10,9 @@
 
 use serde_json::Value;
 use support::e2e::{Script, node, python};
-use support::ledger::numbered;
+use support::ledger::{cursor, numbered};
 use support::server::{TestServer, fast_config};
 use taskstream::Config;
-use taskstream::wire::cursor::Cursor;
 
 /// Events written before the restart, and after it.
 const BEFORE: usize = 5;
@@ -55,17 +54,6 @@ fn config() -> Config {
         drain_deadline: std::time::Duration::from_secs(1),
         ..fast_config()
     }
-}
-
-/// The cursor the server gives event `seq` of `session`.
-fn cursor(session: &str, seq: i64) -> String {
-    let session = Some(session.to_owned());
-    Cursor {
-        session,
-        seq,
-        complete: false,
-    }
-    .to_string()
 }
 
 /// Runs `client` (given the stream URL) through a server restart between event `BEFORE` and

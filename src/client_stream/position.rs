@@ -166,24 +166,14 @@ pub(crate) fn already_complete(cursor: &Cursor, position: &TaskPosition) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::fixtures::{position, session};
     use crate::live::tail::LiveEvent;
     use bytes::Bytes;
-
-    fn session(id: &str, started_at: i64) -> Arc<Session> {
-        Arc::new(Session::new(id.to_owned(), started_at))
-    }
 
     fn at(session: &Arc<Session>, seq: i64) -> Sent {
         Sent {
             session: Some(session.clone()),
             seq,
-        }
-    }
-
-    fn position(in_progress: bool, head: Option<(&Arc<Session>, i64)>) -> TaskPosition {
-        TaskPosition {
-            in_progress,
-            head: head.map(|(s, seq)| (s.clone(), seq)),
         }
     }
 

@@ -6,6 +6,8 @@ mod reads;
 mod schema;
 mod writes;
 
+#[cfg(test)]
+pub(crate) use self::reads::fixtures;
 pub(crate) use self::reads::{Session, TaskPosition};
 pub use self::reads::{TaskListing, TaskSummary};
 pub use self::schema::{SCHEMA, apply_schema};

@@ -219,3 +219,24 @@ fn position_from(row: &Row, first: usize) -> TaskPosition {
         }),
     }
 }
+
+/// Sessions and positions for the unit tests of the decisions that read them.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::sync::Arc;
+
+    use super::{Session, TaskPosition};
+
+    /// A session started at `started_at` (microseconds).
+    pub(crate) fn session(id: &str, started_at: i64) -> Arc<Session> {
+        Arc::new(Session::new(id.to_owned(), started_at))
+    }
+
+    /// A task's position: its status and its latest session's last seq.
+    pub(crate) fn position(in_progress: bool, head: Option<(&Arc<Session>, i64)>) -> TaskPosition {
+        TaskPosition {
+            in_progress,
+            head: head.map(|(session, seq)| (session.clone(), seq)),
+        }
+    }
+}

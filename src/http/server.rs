@@ -153,10 +153,8 @@ impl Drop for Open {
 /// A cleartext connection: HTTP/2 if it starts with the preface, HTTP/1.1 otherwise.
 async fn cleartext(stream: TcpStream, app: Arc<App>, protocols: Arc<Protocols>, _open: Open) {
     let deadline = Instant::now() + app.config.header_timeout;
-    match preface(&stream, deadline).await {
-        Some(Protocol::Http1) => http1_connection(stream, app, &protocols).await,
-        Some(Protocol::Http2) => Box::pin(http2_connection(stream, app, &protocols)).await,
-        None => {}
+    if let Some(protocol) = preface(&stream, deadline).await {
+        connection(stream, protocol, app, &protocols).await;
     }
 }
 
@@ -174,31 +172,32 @@ async fn secure(
         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        http2_connection(stream, app, &protocols).await;
-    } else {
-        http1_connection(stream, app, &protocols).await;
+    let protocol = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Protocol::Http2,
+        _ => Protocol::Http1,
+    };
+    connection(stream, protocol, app, &protocols).await;
+}
+
+/// Serves one connection in `protocol` (boxed for HTTP/2, so that the common HTTP/1 future
+/// stays small).
+async fn connection<I>(io: I, protocol: Protocol, app: Arc<App>, protocols: &Protocols)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let abort = ConnectionAbort::default();
+    let router = Router::new(app.clone(), abort.clone());
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let connection = protocols.http1.serve_connection(io, router);
+            drive(connection, &app, abort).await;
+        }
+        Protocol::Http2 => {
+            let connection = protocols.http2.serve_connection(io, router);
+            Box::pin(drive(connection, &app, abort)).await;
+        }
     }
-}
-
-async fn http1_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let abort = ConnectionAbort::default();
-    let router = Router::new(app.clone(), abort.clone());
-    let connection = protocols.http1.serve_connection(TokioIo::new(io), router);
-    drive(connection, &app, abort).await;
-}
-
-async fn http2_connection<I>(io: I, app: Arc<App>, protocols: &Protocols)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let abort = ConnectionAbort::default();
-    let router = Router::new(app.clone(), abort.clone());
-    let connection = protocols.http2.serve_connection(TokioIo::new(io), router);
-    drive(connection, &app, abort).await;
 }
 
 /// Serves a connection until it ends or is aborted. On shutdown it stops taking new requests

@@ -137,22 +137,12 @@ pub(super) fn catch_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn session(id: &str, started_at: i64) -> Arc<Session> {
-        Arc::new(Session::new(id.to_owned(), started_at))
-    }
+    use crate::db::fixtures::{position, session};
 
     fn head(session: &Arc<Session>, seq: i64) -> Head {
         Head {
             session: Some(session.clone()),
             seq,
-        }
-    }
-
-    fn position(in_progress: bool, at: Option<(&Arc<Session>, i64)>) -> TaskPosition {
-        TaskPosition {
-            in_progress,
-            head: at.map(|(s, seq)| (s.clone(), seq)),
         }
     }
 

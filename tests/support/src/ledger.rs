@@ -89,12 +89,20 @@ pub async fn committed(db: &Client, task: &str) -> Vec<String> {
             let session: String = row.get(0);
             let seq: i64 = row.get(1);
             let content: String = row.get(2);
-            format!(
-                "{}{seq} {content}",
-                taskstream::wire::cursor::session_prefix(&session)
-            )
+            format!("{} {content}", cursor(&session, seq))
         })
         .collect()
+}
+
+/// The cursor the server gives event `seq` of `session`.
+pub fn cursor(session: &str, seq: i64) -> String {
+    let session = Some(session.to_owned());
+    taskstream::wire::cursor::Cursor {
+        session,
+        seq,
+        complete: false,
+    }
+    .to_string()
 }
 
 /// Received events in the same form as [`committed`].

@@ -54,16 +54,42 @@ fn field(cards: &[Value], name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether the page shows `n` cards, as a JavaScript expression.
+fn shows_cards(n: usize) -> String {
+    format!("document.querySelectorAll('#events .card').length >= {n}")
+}
+
+/// Whether the page's status line is in `state`, as a JavaScript expression.
+fn in_state(state: &str) -> String {
+    format!("document.getElementById('state').dataset.state === '{state}'")
+}
+
 /// Waits until the page shows `n` cards.
 async fn wait_for_cards(browser: &mut Browser, n: usize) {
-    let js = format!("document.querySelectorAll('#events .card').length >= {n}");
-    browser.wait_for(&format!("{n} cards"), &js).await;
+    browser
+        .wait_for(&format!("{n} cards"), &shows_cards(n))
+        .await;
 }
 
 /// Waits until the page's status line is in `state`.
 async fn wait_for_state(browser: &mut Browser, state: &str) {
-    let js = format!("document.getElementById('state').dataset.state === '{state}'");
-    browser.wait_for(&format!("state {state}"), &js).await;
+    browser
+        .wait_for(&format!("state {state}"), &in_state(state))
+        .await;
+}
+
+/// Waits until `js` is true in the page, for up to `deadline` (longer than one
+/// [`Browser::wait_for`]: for waits that follow the page's growing backoff).
+async fn wait_longer(browser: &mut Browser, what: &str, js: &str, deadline: Duration) {
+    let until = std::time::Instant::now() + deadline;
+    while browser.eval(js).await != Value::Bool(true) {
+        let state = browser.eval(PAGE_STATE).await;
+        assert!(
+            std::time::Instant::now() < until,
+            "no {what} after {deadline:?}: the page shows {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A server with task `t` in progress and events `e 0` … `e n-1` in session `s1`, and a
@@ -337,7 +363,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
     // that the test's own stream surely takes the only slot before the page reconnects.
     let full = || Config {
         max_streams: 1,
-        retry: Duration::from_secs(5),
+        retry: Duration::from_secs(8),
         ..config()
     };
     let server = TestServer::start(full()).await;
@@ -350,7 +376,10 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
     let server = server.restart(full()).await;
     let hog = server.stream("t").await;
     assert_eq!(hog.status, 200, "the test's stream took the only slot");
-    wait_for_state(&mut browser, "unavailable").await;
+    // The page's backoff grows from the long `retry:`: an attempt may be 16 s away.
+    let backoff = Duration::from_secs(60);
+    let refused = in_state("unavailable");
+    wait_longer(&mut browser, "a refused attempt", &refused, backoff).await;
     let text = browser.eval(PAGE_STATE).await["text"].clone();
     assert!(
         text.as_str().expect("text").contains("retrying in"),
@@ -362,7 +391,7 @@ async fn a_503_is_retried_with_backoff_from_the_last_cursor() {
             .await;
     }
     drop(hog);
-    wait_for_cards(&mut browser, 6).await;
+    wait_longer(&mut browser, "6 cards", &shows_cards(6), backoff).await;
     server.status("t", "Done").await;
     wait_for_state(&mut browser, "complete").await;
 

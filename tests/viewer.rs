@@ -140,7 +140,7 @@ async fn pages_escape_what_the_database_holds() {
             "{html}"
         );
     }
-    assert!(page.contains(&format!(r#"data-stream="/tasks/{encoded}/events/stream""#)));
+    assert!(page.contains(&format!(r#"href="/tasks/{encoded}/events/stream""#)));
 }
 
 /// `/tasks/{id}` is the live page of an existing task; an unknown task is a JSON `404`, a
@@ -153,8 +153,9 @@ async fn the_task_page_exists_only_for_tasks() {
     assert_eq!(page.status, 200);
     assert!(page.header("content-security-policy").is_some());
     let html = page.text().await;
-    assert!(html.contains(r#"<script src="/assets/viewer.js" defer></script>"#));
-    assert!(html.contains(r#"data-stream="/tasks/a%20b/events/stream""#));
+    assert!(html.contains(r#"<script type="module" src="/assets/viewer.js"></script>"#));
+    assert!(html.contains(r#"data-task="a b""#));
+    assert!(html.contains(r#"href="/tasks/a%20b/events/stream""#));
     assert!(!html.contains("<script>"), "no inline script");
 
     let missing = get(&server, "/tasks/nope").await;
@@ -168,14 +169,15 @@ async fn the_task_page_exists_only_for_tasks() {
     }
 }
 
-/// The stylesheet and script are served from the binary with their types, revalidated with an
-/// `ETag` (`304` while unchanged); unknown files are `404`.
+/// The stylesheet, the scripts and the client (`taskstream.js`) are served from the binary with
+/// their types, revalidated with an `ETag` (`304` while unchanged); unknown files are `404`.
 #[tokio::test]
 async fn assets_are_served_with_types_and_etags() {
     let server = TestServer::start(fast_config()).await;
     for (name, content_type) in [
         ("viewer.css", "text/css; charset=utf-8"),
         ("viewer.js", "text/javascript; charset=utf-8"),
+        ("taskstream.js", "text/javascript; charset=utf-8"),
     ] {
         let path = format!("/assets/{name}");
         let response = get(&server, &path).await;
@@ -249,6 +251,7 @@ async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
         assert!(response.header("www-authenticate").is_some(), "{path}");
     }
     assert_eq!(get(&server, "/assets/viewer.js").await.status, 200);
+    assert_eq!(get(&server, "/assets/taskstream.js").await.status, 200);
 }
 
 /// A page asked for without a valid token answers `401` with the sign-in page (a person is

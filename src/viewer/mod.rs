@@ -3,9 +3,10 @@
 //! The page files live in `src/viewer/` and are embedded in the binary, so there is no build
 //! step and nothing is fetched from elsewhere. Pages are filled in here from their templates;
 //! every value taken from the database goes through [`html_escape`]. The live page's script
-//! (`viewer.js`) reads the event stream with the browser's own `EventSource` and inserts event
-//! content as text only; the pages' content-security-policy (see [`crate::http::response::page`])
-//! forbids inline script besides.
+//! (`viewer.js`) follows the event stream with `taskstream.js`, the project's client for
+//! browsers and Node (also served to other applications), and inserts event content as text
+//! only; the pages' content-security-policy (see [`crate::http::response::page`]) forbids
+//! inline script besides.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -23,6 +24,10 @@ const VIEWER_CSS: &str = include_str!("viewer.css");
 
 /// The script of the task page.
 const VIEWER_JS: &str = include_str!("viewer.js");
+
+/// The client of the event streams: an ES module for browsers and Node, used by the task page
+/// and served for any application.
+const TASKSTREAM_JS: &str = include_str!("taskstream.js");
 
 /// The sign-in page, shown instead of a page when authentication is on and the reader has no
 /// valid token.
@@ -57,6 +62,10 @@ pub(crate) fn asset(name: &str) -> Option<Asset> {
         "viewer.js" => Some(Asset {
             content_type: "text/javascript; charset=utf-8",
             body: VIEWER_JS,
+        }),
+        "taskstream.js" => Some(Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body: TASKSTREAM_JS,
         }),
         "signin.js" => Some(Asset {
             content_type: "text/javascript; charset=utf-8",
@@ -295,7 +304,7 @@ mod tests {
         assert!(index.contains(r#"<a href="/tasks/t1">"#));
         assert!(index.contains("(untitled)"));
         assert!(index.contains(r#"href="/?before=t2&amp;limit=50""#));
-        assert!(page.contains(r#"data-stream="/tasks/t1/events/stream""#));
+        assert!(page.contains(r#"data-task="t1""#));
     }
 
     #[test]
@@ -328,10 +337,13 @@ mod tests {
     fn assets_have_types_and_stable_etags() {
         let css = asset("viewer.css").expect("css");
         let js = asset("viewer.js").expect("js");
+        let client = asset("taskstream.js").expect("client");
         assert!(css.content_type.starts_with("text/css"));
         assert!(js.content_type.starts_with("text/javascript"));
+        assert!(client.content_type.starts_with("text/javascript"));
         assert_eq!(css.etag(), css.etag());
         assert_ne!(css.etag(), js.etag());
+        assert_ne!(js.etag(), client.etag());
         assert!(asset("../Cargo.toml").is_none());
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

@@ -1,4 +1,5 @@
-// A remote control for one headless Chromium page, for tests/e2e_browser.rs.
+// A remote control for headless Chromium pages, for tests/e2e_browser.rs and
+// tests/e2e_js_client.rs.
 //
 // The Rust test sends one JSON command per line on stdin and reads one JSON answer per line on
 // stdout ({"ok": value} or {"error": message}); the test logic stays in Rust, next to the server
@@ -6,7 +7,8 @@
 // through playwright-core, with a fresh profile that is removed on exit. The browser closes when
 // stdin closes, so a test that fails cannot leave it running.
 //
-// Commands:
+// Commands act on page 0, or on the page numbered by their "page" field:
+//   {"cmd": "newPage"}                     open another page; its number
 //   {"cmd": "goto", "url"}                 load a page
 //   {"cmd": "eval", "js"}                  evaluate an expression in the page
 //   {"cmd": "waitFor", "js", "timeoutMs"}  wait until the expression is truthy; its value
@@ -16,6 +18,9 @@
 //   {"cmd": "cookie", "url", "name", "value"}  set a cookie for the site of url
 //   {"cmd": "requests"}                    the stream requests so far: url, type, last-event-id
 //   {"cmd": "errors"}                      uncaught page errors and console errors so far
+//   {"cmd": "driver"}                      load client_driver.mjs into the page, beside the
+//                                          server's /assets/taskstream.js: window.__command(c)
+//                                          runs a command, window.__reports holds the reports
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,39 +40,40 @@ const context = await chromium.launchPersistentContext(profile, {
   ],
 });
 
-const page = context.pages()[0] ?? (await context.newPage());
 const requests = [];
 const errors = [];
 
-// Keeps every EventSource the page creates, so a test can check that it was closed.
-await page.addInitScript(() => {
-  const Native = window.EventSource;
-  window.__eventSources = [];
-  window.EventSource = class extends Native {
-    constructor(...args) {
-      super(...args);
-      window.__eventSources.push(this);
-    }
-  };
-});
-
-page.on('request', (request) => {
+context.on('request', (request) => {
   if (!request.url().includes('/events/stream')) return;
   // Read later; a request that fails before its headers are known has none to report.
   const headers = request.allHeaders().catch(() => ({}));
   requests.push({ url: request.url(), type: request.resourceType(), headers });
 });
-page.on('pageerror', (error) => errors.push(`page error: ${error.message}`));
-page.on('console', (message) => {
-  if (message.type() === 'error') errors.push(`console: ${message.text()}`);
-});
+
+/** Collects a page's errors. */
+function watch(page) {
+  page.on('pageerror', (error) => errors.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+  });
+  return page;
+}
+
+const pages = [watch(context.pages()[0] ?? (await context.newPage()))];
+
+/** client_driver.mjs as an inline module of a page, wired to the server's taskstream.js. */
+const driver = fs.readFileSync(new URL('./client_driver.mjs', import.meta.url), 'utf8') + `
+import { TaskStream } from '/assets/taskstream.js';
+window.__reports = [];
+window.__command = createDriver(TaskStream, (report) => window.__reports.push(report));
+`;
 
 // Polls from here rather than with page.waitForFunction, which evaluates its string inside the
 // page and is therefore refused by the page's content-security-policy (no 'unsafe-eval'), as it
 // should be. The tests run with that policy enforced.
 // A navigation while waiting (the sign-in page reloads itself) destroys the context an
 // evaluation ran in: that is "not yet", and the next poll runs in the new page.
-async function waitFor(js, timeoutMs) {
+async function waitFor(page, js, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let value;
@@ -83,14 +89,22 @@ async function waitFor(js, timeoutMs) {
 }
 
 async function run(command) {
+  const page = pages[command.page ?? 0];
+  if (!page) throw new Error(`no page ${command.page}`);
   switch (command.cmd) {
+    case 'newPage':
+      pages.push(watch(await context.newPage()));
+      return pages.length - 1;
+    case 'driver':
+      await page.addScriptTag({ type: 'module', content: driver });
+      return await waitFor(page, 'window.__command !== undefined', 15000);
     case 'goto':
       await page.goto(command.url, { waitUntil: 'load' });
       return null;
     case 'eval':
       return await page.evaluate(command.js);
     case 'waitFor':
-      return await waitFor(command.js, command.timeoutMs ?? 15000);
+      return await waitFor(page, command.js, command.timeoutMs ?? 15000);
     case 'click':
       await page.click(command.selector);
       return null;

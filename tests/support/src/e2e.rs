@@ -1,6 +1,7 @@
-//! The end-to-end tools: programs this project did not write, run as child processes that
-//! report what they see as JSON lines: a headless Chromium driven through
-//! `tests/e2e/browser.mjs`, Node's `eventsource` and Python's `aiohttp-sse-client`.
+//! The end-to-end tools: programs run as child processes that report what they see as JSON
+//! lines: a headless Chromium driven through `tests/e2e/browser.mjs`, Node's `eventsource` and
+//! Python's `aiohttp-sse-client` (which this project did not write), and Node running scripts
+//! of `tests/e2e` against the project's own `taskstream.js` (see [`crate::js_client`]).
 //!
 //! Only the tests built with `--features e2e` run them, but this module is always compiled (it
 //! needs none of those programs to build), so plain `cargo clippy` checks it too. A missing
@@ -184,7 +185,8 @@ impl Browser {
         }
     }
 
-    /// Runs one command (see `browser.mjs`) and returns its value; fails the test on an error.
+    /// Runs one command (see `browser.mjs`) on page 0 and returns its value; fails the test on
+    /// an error.
     pub async fn call(&mut self, command: Value) -> Value {
         self.script.send(&command).await;
         let answer = self.script.next().await;
@@ -192,6 +194,19 @@ impl Browser {
             Some(value) => value.clone(),
             None => panic!("browser: {command} failed: {}", answer["error"]),
         }
+    }
+
+    /// Runs one command on page `page` (see [`Browser::new_page`]).
+    pub async fn call_on(&mut self, page: usize, mut command: Value) -> Value {
+        command["page"] = json!(page);
+        self.call(command).await
+    }
+
+    /// Opens another page in the same browser (its cookies and its six connections per host
+    /// are shared with the others); returns its number.
+    pub async fn new_page(&mut self) -> usize {
+        let page = self.call(json!({ "cmd": "newPage" })).await;
+        page.as_u64().expect("a page number") as usize
     }
 
     /// Loads `url` and waits for it.
@@ -288,7 +303,7 @@ pub const PAGE_STATE: &str = "({
 pub struct StreamRequest {
     /// Its URL, query included.
     pub url: String,
-    /// `eventsource` for EventSource's own requests, `fetch` for the page's status checks.
+    /// `fetch` for taskstream.js's requests (the viewer's), `eventsource` for EventSource's.
     #[serde(rename = "type")]
     pub kind: String,
     /// The `Last-Event-ID` header it carried.

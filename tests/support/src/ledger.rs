@@ -126,7 +126,7 @@ pub fn assert_exact(received: &[SseEvent], committed: &[String], who: &str) {
 
 /// Asserts that `got` is `expected`. When it is not, says the counts, how many are missing or
 /// duplicated, and the first position where they differ with what each has there.
-fn assert_same(got: &[String], expected: &[String], who: &str) {
+pub fn assert_same(got: &[String], expected: &[String], who: &str) {
     let longer = got.len().max(expected.len());
     let Some(at) = (0..longer).find(|&i| got.get(i) != expected.get(i)) else {
         return;

@@ -19,7 +19,9 @@
 //!   `assert_exact`, `assert_ledger`.
 //! - [`wait`]: how long a test waits, and waiting for a condition.
 //! - [`load`]: the size of the load tests.
-//! - [`e2e`]: programs this project did not write (Chromium, Node, Python) as child processes.
+//! - [`e2e`]: programs as child processes: Chromium, Node and Python clients this project did
+//!   not write, and Node scripts of `tests/e2e`.
+//! - [`js_client`]: clients of the project's `taskstream.js` in Node or Chromium, and their logs.
 
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
@@ -27,6 +29,7 @@ pub mod auth;
 pub mod cluster;
 pub mod e2e;
 pub mod http;
+pub mod js_client;
 pub mod ledger;
 pub mod load;
 pub mod raw_client;

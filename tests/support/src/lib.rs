@@ -19,18 +19,24 @@
 //!   `assert_exact`, `assert_ledger`.
 //! - [`wait`]: how long a test waits, and waiting for a condition.
 //! - [`load`]: the size of the load tests.
-//! - [`e2e`]: programs this project did not write (Chromium, Node, Python) as child processes.
+//! - [`e2e`]: programs this project did not write (Chromium, Node, Python) as child processes;
+//!   [`child`]: the `taskstream` binary itself as one.
+//! - [`pg_proxy`]: a proxy in front of the cluster that freezes, or refuses startup options
+//!   as PgBouncer does; [`tls`]: a self-signed certificate and a client that trusts it.
 
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod auth;
+pub mod child;
 pub mod cluster;
 pub mod e2e;
 pub mod http;
 pub mod ledger;
 pub mod load;
+pub mod pg_proxy;
 pub mod raw_client;
 pub mod server;
 pub mod sse_parser;
+pub mod tls;
 pub mod wait;
 pub mod writer;

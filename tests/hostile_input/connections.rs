@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::http::Response;
 use support::server::{TestServer, fast_config};
@@ -78,6 +79,19 @@ async fn h2_connection(
     (sender, driver)
 }
 
+/// Reads `body` until `text` has arrived (failing if it ends first or after [`WAIT`]).
+async fn read_until(body: &mut Incoming, text: &str) {
+    let mut data = Vec::new();
+    while !String::from_utf8_lossy(&data).contains(text) {
+        let frame = tokio::time::timeout(WAIT, body.frame())
+            .await
+            .expect("data in time")
+            .expect("the stream goes on")
+            .expect("a frame");
+        data.extend_from_slice(&frame.into_data().unwrap_or_default());
+    }
+}
+
 fn get(path: &str) -> Request<Empty<Bytes>> {
     Request::get(format!("http://localhost{path}"))
         .body(Empty::new())
@@ -113,15 +127,7 @@ async fn http2_streams_per_connection_are_limited() {
     // The connection goes on serving its two streams while the third waits.
     server.event("t", "s1", "assistant", "live").await;
     for body in &mut open {
-        let mut data = Vec::new();
-        while !String::from_utf8_lossy(&data).contains("live") {
-            let frame = tokio::time::timeout(WAIT, body.frame())
-                .await
-                .expect("an event in time")
-                .expect("the stream goes on")
-                .expect("a frame");
-            data.extend_from_slice(&frame.into_data().unwrap_or_default());
-        }
+        read_until(body, "live").await;
     }
     assert!(!third.is_finished(), "the third stream waits for a place");
     assert_eq!(server.handle.metrics().open_streams.get(), 2);
@@ -166,15 +172,7 @@ async fn idle_http2_connections_are_closed() {
     .await;
 
     server.event("t", "s1", "assistant", "still here").await;
-    let mut data = Vec::new();
-    while !String::from_utf8_lossy(&data).contains("still here") {
-        let frame = tokio::time::timeout(WAIT, stream.frame())
-            .await
-            .expect("an event in time")
-            .expect("the streaming connection stays open")
-            .expect("a frame");
-        data.extend_from_slice(&frame.into_data().unwrap_or_default());
-    }
+    read_until(&mut stream, "still here").await;
 }
 
 /// A thousand concurrent `/readyz` requests cost PostgreSQL at most two queries: they are

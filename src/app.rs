@@ -7,7 +7,9 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::auth::Auth;
+use crate::http::cookie::CookiePolicy;
 use crate::http::cors::Cors;
+use crate::http::health::Health;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -29,8 +31,10 @@ pub(crate) struct App {
     pub(crate) auth: Option<Auth>,
     /// The CORS policy, when CORS is on.
     pub(crate) cors: Option<Cors>,
-    /// Whether connections are TLS (cookies are then `Secure`).
-    pub(crate) tls: bool,
+    /// How the token cookie is set.
+    pub(crate) cookies: CookiePolicy,
+    /// What `/readyz` knows of the database.
+    pub(crate) health: Health,
     /// One permit per open stream: `max_streams` in all.
     pub(crate) stream_slots: Arc<Semaphore>,
     /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
@@ -47,15 +51,19 @@ impl App {
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
     ) -> App {
-        let auth = config
-            .jwt_secret
-            .as_ref()
-            .map(|secret| Auth::new(&secret.0));
+        let auth = config.jwt_secret.as_ref().map(|secret| {
+            Auth::new(
+                &secret.0,
+                config.jwt_issuer.as_deref(),
+                config.jwt_audience.as_deref(),
+            )
+        });
         let cors = Cors::new(&config.cors_origins, config.cors_credentials);
         App {
             stream_slots: Arc::new(Semaphore::new(config.max_streams)),
             read_slots: Semaphore::new(config.max_replays),
-            tls: config.tls.is_some(),
+            health: Health::default(),
+            cookies: CookiePolicy::new(config.cookie_is_secure(), config.cors_credentials),
             auth,
             cors,
             config,

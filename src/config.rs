@@ -71,6 +71,28 @@ pub const DEFAULT_MAX_URL_BYTES: usize = 4096;
 /// clients do not all reconnect to the remaining instances at once), then connections drain.
 pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Bytes of events a stream holds at once: the rows one replay query reads, and the frames
+/// queued for its client. PostgreSQL returns whole rows, so a single larger row is held whole.
+/// 1 MiB keeps a replay of small events to a few queries while 10,000 streams could not hold
+/// more than a few GiB even if every client stopped reading at once.
+pub const DEFAULT_REPLAY_BYTES: usize = 1024 * 1024;
+
+/// Connections accepted beyond `--max-streams` by default: room for page loads, probes,
+/// scrapes and refused streams, which are short.
+pub const CONNECTIONS_BEYOND_STREAMS: usize = 1000;
+
+/// HTTP/2 streams one connection may have open at once (what browsers and proxies expect; one
+/// connection cannot take every stream slot).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 128;
+
+/// How long an HTTP/2 connection may have no open stream before it is closed, whether or not it
+/// answers pings: an idle connection costs a socket and its buffers.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Shortest JWT secret accepted: HS256 is an HMAC with SHA-256, whose key should be at least
+/// as long as its output (RFC 7518, section 3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// The default log filter (`tracing_subscriber::EnvFilter` syntax).
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -105,10 +127,16 @@ pub struct Config {
           default_value = duration_text(DEFAULT_WRITE_TIMEOUT))]
     pub write_timeout: Duration,
 
-    /// Rows per replay query (bounds a replay's memory).
+    /// Rows per replay query.
     #[arg(long, env = "TASKSTREAM_REPLAY_BATCH", default_value_t = DEFAULT_REPLAY_BATCH,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub replay_batch: i64,
+
+    /// Bytes of events a stream holds at once (rows read plus frames queued for its client); a
+    /// single larger event is held whole.
+    #[arg(long, env = "TASKSTREAM_REPLAY_BYTES", default_value_t = DEFAULT_REPLAY_BYTES,
+          value_parser = clap::value_parser!(u32).range(4096..).map(|n| n as usize))]
+    pub replay_bytes: usize,
 
     /// LISTEN for notifications; false for poolers in transaction mode, where LISTEN silently
     /// does nothing (polling then delivers everything).
@@ -136,6 +164,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_streams: usize,
 
+    /// Open connections; beyond, new ones are closed at once (default: --max-streams + 1000).
+    #[arg(long, env = "TASKSTREAM_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: Option<usize>,
+
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "TASKSTREAM_HTTP2_MAX_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_streams: u32,
+
+    /// Close an HTTP/2 connection that has had no open stream for this long, pings or not.
+    #[arg(long, env = "TASKSTREAM_IDLE_TIMEOUT", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_IDLE_TIMEOUT))]
+    pub idle_timeout: Duration,
+
     /// Time for a client's first byte, TLS handshake, or request headers (slowloris).
     #[arg(long, env = "TASKSTREAM_HEADER_TIMEOUT", value_parser = parse_duration,
           default_value = duration_text(DEFAULT_HEADER_TIMEOUT))]
@@ -162,11 +205,29 @@ pub struct Config {
     #[arg(long, env = "TASKSTREAM_MAX_STREAM_LIFETIME", value_parser = parse_duration)]
     pub max_stream_lifetime: Option<Duration>,
 
-    /// Require an HS256 JWT signed with this secret on every request but /healthz and /readyz
-    /// (off when unset).
+    /// Require an HS256 JWT signed with this secret (at least 32 bytes) on every request but
+    /// /healthz and /readyz (off when unset). Prefer --jwt-secret-file: arguments show in `ps`.
     #[arg(long, env = "TASKSTREAM_JWT_SECRET", hide_env_values = true,
-          value_parser = |text: &str| Ok::<_, String>(Secret(text.to_owned())))]
+          conflicts_with = "jwt_secret_file",
+          value_parser = |text: &str| Ok::<_, String>(Secret(text.as_bytes().to_vec())))]
     pub jwt_secret: Option<Secret>,
+
+    /// Read the JWT secret from this file (its content, less one trailing line break).
+    #[arg(long, env = "TASKSTREAM_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Accept only tokens whose `iss` claim is this issuer.
+    #[arg(long, env = "TASKSTREAM_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accept only tokens whose `aud` claim names this audience.
+    #[arg(long, env = "TASKSTREAM_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Mark the token cookie `Secure` (and name it `__Host-taskstream_token`) without TLS here,
+    /// for a proxy that terminates TLS in front.
+    #[arg(long, env = "TASKSTREAM_COOKIE_SECURE")]
+    pub cookie_secure: bool,
 
     /// An origin allowed to read streams cross-origin (repeatable; CORS is off without one).
     #[arg(
@@ -223,6 +284,18 @@ impl Config {
                 self.max_url_bytes, self.max_header_bytes
             ));
         }
+        self.resolve_secret(&mut errors);
+        if (self.jwt_issuer.is_some() || self.jwt_audience.is_some()) && self.jwt_secret.is_none() {
+            errors.push(
+                "--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-secret-file".to_owned(),
+            );
+        }
+        if self.cors_credentials && !self.cookie_is_secure() && self.jwt_secret.is_some() {
+            tracing::warn!(
+                "--cors-credentials without TLS or --cookie-secure: browsers send a cookie \
+                 cross-site only when it is Secure, so the token cookie stays SameSite=Lax"
+            );
+        }
         if self.pool_size > 1 && self.max_replays >= self.pool_size {
             // Client reads must leave the tails, the poll and /readyz a connection.
             tracing::warn!(
@@ -240,9 +313,76 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Open connections allowed: `--max-connections`, or `--max-streams` plus room for short
+    /// requests.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+            .unwrap_or(self.max_streams.saturating_add(CONNECTIONS_BEYOND_STREAMS))
+    }
+
+    /// How much one read of a session's events may return (replays and tails alike).
+    pub(crate) fn page_limit(&self) -> crate::db::PageLimit {
+        crate::db::PageLimit {
+            rows: self.replay_batch,
+            bytes: self.replay_bytes,
+        }
+    }
+
+    /// Whether the token cookie is `Secure`: under TLS, or behind a proxy that terminates it.
+    pub fn cookie_is_secure(&self) -> bool {
+        self.tls.is_some() || self.cookie_secure
+    }
+
+    /// Reads `--jwt-secret-file` into the secret, and refuses a secret too short to be safe. An
+    /// empty one is most likely an unset template variable: starting without authentication
+    /// would be the worst reading of it.
+    fn resolve_secret(&mut self, errors: &mut Vec<String>) {
+        if let Some(path) = &self.jwt_secret_file {
+            match std::fs::read(path) {
+                Ok(mut bytes) => {
+                    if bytes.ends_with(b"\n") {
+                        bytes.pop();
+                        if bytes.ends_with(b"\r") {
+                            bytes.pop();
+                        }
+                    }
+                    self.jwt_secret = Some(Secret(bytes));
+                }
+                Err(error) => {
+                    errors.push(format!(
+                        "cannot read --jwt-secret-file {}: {error}",
+                        path.display()
+                    ));
+                    return;
+                }
+            }
+        }
+        let Some(Secret(secret)) = &self.jwt_secret else {
+            return;
+        };
+        let source = match &self.jwt_secret_file {
+            Some(path) => format!("the JWT secret in {}", path.display()),
+            None => "--jwt-secret".to_owned(),
+        };
+        if secret.is_empty() {
+            errors.push(format!(
+                "{source} is empty (an unset variable?); leave it out to run without \
+                 authentication"
+            ));
+        } else if secret.len() < MIN_JWT_SECRET_BYTES {
+            errors.push(format!(
+                "{source} is {} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} \
+                 (`openssl rand -hex 32` makes one)",
+                secret.len()
+            ));
+        }
+    }
+}
+
 /// A secret that never shows in `Debug` output (and so in no log line).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub struct Secret(pub Vec<u8>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -354,6 +494,7 @@ mod tests {
             DEFAULT_STATEMENT_TIMEOUT,
             DEFAULT_HEADER_TIMEOUT,
             DEFAULT_DRAIN_DEADLINE,
+            DEFAULT_IDLE_TIMEOUT,
         ] {
             assert_eq!(parse_duration(&duration_text(duration)), Ok(duration));
         }
@@ -366,7 +507,69 @@ mod tests {
         assert_eq!(config.keepalive, DEFAULT_KEEPALIVE);
         assert_eq!(config.pool_size, DEFAULT_POOL_SIZE);
         assert_eq!(config.max_stream_lifetime, None);
+        assert_eq!(config.replay_bytes, DEFAULT_REPLAY_BYTES);
+        assert_eq!(config.http2_max_streams, DEFAULT_HTTP2_MAX_STREAMS);
+        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(
+            config.connection_limit(),
+            DEFAULT_MAX_STREAMS + CONNECTIONS_BEYOND_STREAMS
+        );
         assert!(config.notify && config.tls.is_none() && config.jwt_secret.is_none());
+        assert!(!config.cookie_is_secure());
+    }
+
+    #[test]
+    fn the_jwt_secret_must_be_long_enough_and_not_empty() {
+        let with_secret = |secret: &[u8]| Config {
+            jwt_secret: Some(Secret(secret.to_vec())),
+            ..Config::default()
+        };
+        let errors = with_secret(b"").validate().expect_err("empty").0;
+        assert!(errors[0].contains("empty"), "{errors:?}");
+        let errors = with_secret(&[b'x'; 31]).validate().expect_err("short").0;
+        assert!(errors[0].contains("31 bytes"), "{errors:?}");
+        assert!(with_secret(&[b'x'; 32]).validate().is_ok());
+        // An empty environment variable counts as given, not as unset.
+        let cli = Cli::try_parse_from(["taskstream", "--jwt-secret", ""]).expect("parses");
+        assert!(cli.config.validate().is_err());
+    }
+
+    #[test]
+    fn the_jwt_secret_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("ts-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("secret");
+        let secret = "0123456789abcdef0123456789abcdef";
+        std::fs::write(&file, format!("{secret}\n")).expect("write");
+        let config = Config {
+            jwt_secret_file: Some(file.clone()),
+            ..Config::default()
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(config.jwt_secret, Some(Secret(secret.as_bytes().to_vec())));
+
+        std::fs::write(&file, "short\r\n").expect("write");
+        let errors = Config {
+            jwt_secret_file: Some(file.clone()),
+            ..Config::default()
+        }
+        .validate()
+        .expect_err("too short")
+        .0;
+        assert!(errors[0].contains("5 bytes"), "{errors:?}");
+        let missing = Config {
+            jwt_secret_file: Some(dir.join("missing")),
+            ..Config::default()
+        };
+        assert!(missing.validate().expect_err("missing").0[0].contains("cannot read"));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+
+        assert!(
+            Cli::try_parse_from(["taskstream", "--jwt-secret", "x", "--jwt-secret-file", "f"])
+                .is_err(),
+            "one or the other"
+        );
     }
 
     #[test]

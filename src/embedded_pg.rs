@@ -1,8 +1,10 @@
 //! A private PostgreSQL cluster: for `cargo run` without `DATABASE_URL`, for every test binary,
 //! and for the benchmark.
 //!
-//! The cluster lives in a temporary directory (data, socket directory, log) and listens on a
-//! free loopback port. `postgres` runs in the foreground as the child of a small `sh` watchdog
+//! The cluster lives in a temporary directory (data, socket directory, log) and listens on its
+//! Unix socket only, in that directory, which only its owner can enter: no TCP port, so no
+//! other local user can reach it (its authentication is `trust`, so reaching it would be
+//! enough). `postgres` runs in the foreground as the child of a small `sh` watchdog
 //! that reads commands from a pipe held by this process. When this process exits for any
 //! reason — a normal exit (statics get no destructors), a panic, SIGKILL — the kernel closes the
 //! pipe, the watchdog sees end-of-file, stops `postgres` and removes the directory. (`pg_ctl`
@@ -16,7 +18,6 @@
 use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -25,14 +26,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The superuser of the cluster (trust authentication on loopback only).
+/// The superuser of the cluster (trust authentication, on the private Unix socket only).
 pub const SUPERUSER: &str = "postgres";
+
+/// The port, which only names the socket file (`.s.PGSQL.5432`): the socket directory is the
+/// cluster's own, so no other server can be using it.
+const PORT: u16 = 5432;
 
 /// Longest wait for the server to accept connections after a start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Attempts at finding a free port (another process may take the one we picked).
-const PORT_ATTEMPTS: usize = 5;
 
 /// The watchdog. Arguments: the directory to remove at the end, then the `postgres` command
 /// (without `-p`). Commands on stdin: `start <port>` (answers `started <pid>`) and `stop`
@@ -73,8 +75,6 @@ fn fail(message: impl Into<String>) -> ClusterError {
 pub struct Cluster {
     /// The temporary directory: `data/`, `socket/`, `postgres.log`.
     dir: PathBuf,
-    /// The TCP port on 127.0.0.1.
-    port: u16,
     /// The watchdog and the pipes to it.
     watchdog: Mutex<Watchdog>,
 }
@@ -114,7 +114,7 @@ impl Cluster {
                 "-k",
                 &socket.display().to_string(),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                "listen_addresses=",
                 "-c",
                 "max_connections=300",
                 // A throwaway cluster: durability buys nothing and costs a lot.
@@ -146,24 +146,32 @@ impl Cluster {
             server_pid: None,
         };
         // From here on, the watchdog removes the directory whatever happens.
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             dir,
-            port: 0,
             watchdog: Mutex::new(watchdog),
         };
         initdb(&bin, &data, owner)?;
-        cluster.port = cluster.start_on_free_port()?;
+        cluster.start_server()?;
         Ok(cluster)
     }
 
-    /// The port the server listens on (127.0.0.1).
+    /// The port that names the server's socket file in [`Cluster::socket_dir`].
     pub fn port(&self) -> u16 {
-        self.port
+        PORT
     }
 
-    /// The URL of database `database` on this cluster.
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("socket")
+    }
+
+    /// The URL of database `database` on this cluster (its socket directory, percent-encoded,
+    /// as the host).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+        let socket = self.socket_dir().to_string_lossy().into_owned();
+        let host =
+            percent_encoding::utf8_percent_encode(&socket, percent_encoding::NON_ALPHANUMERIC);
+        format!("postgres://{SUPERUSER}@{host}:{PORT}/{database}")
     }
 
     /// The cluster's temporary directory.
@@ -185,26 +193,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts the server again after [`Cluster::stop_server`], on the same port.
+    /// Starts the server (again, after [`Cluster::stop_server`]).
     pub fn start_server(&self) -> Result<(), ClusterError> {
-        self.start_on(self.port)
-    }
-
-    fn start_on_free_port(&self) -> Result<u16, ClusterError> {
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            match self.start_on(port) {
-                Ok(()) => return Ok(port),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| fail("no attempt was made")))
-    }
-
-    fn start_on(&self, port: u16) -> Result<(), ClusterError> {
         let mut watchdog = self.lock();
-        watchdog.command(&format!("start {port}"))?;
+        watchdog.command(&format!("start {PORT}"))?;
         let reply = watchdog.reply()?;
         let pid: u32 = reply
             .strip_prefix("started ")
@@ -222,7 +214,7 @@ impl Cluster {
                 watchdog.expect_reply("stopped")?;
                 watchdog.server_pid = None;
                 return Err(fail(format!(
-                    "PostgreSQL did not start on port {port}; its log says:\n{}",
+                    "PostgreSQL did not start; its log says:\n{}",
                     self.log_tail()
                 )));
             }
@@ -417,15 +409,6 @@ fn postgres_user() -> Result<(u32, u32), ClusterError> {
         })
 }
 
-fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| fail(format!("cannot find a free port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|e| fail(format!("cannot find a free port: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,16 +452,23 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_serves_on_its_port_and_leaves_nothing_when_dropped() {
+    fn a_cluster_serves_on_its_socket_only_and_leaves_nothing_when_dropped() {
         let cluster = Cluster::start().expect("a private cluster");
         let dir = cluster.dir().to_owned();
         assert!(dir.join("data").is_dir());
-        std::net::TcpStream::connect(("127.0.0.1", cluster.port())).expect("PostgreSQL listens");
-        assert!(
-            cluster
-                .url("db")
-                .ends_with(&format!(":{}/db", cluster.port()))
+        let socket = cluster
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", cluster.port()));
+        std::os::unix::net::UnixStream::connect(&socket).expect("PostgreSQL listens");
+        let mode = fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only the owner may reach the socket");
+        let url: tokio_postgres::Config = cluster.url("db").parse().expect("a valid URL");
+        assert_eq!(
+            url.get_hosts(),
+            [tokio_postgres::config::Host::Unix(cluster.socket_dir())]
         );
+        let settings = fs::read_to_string(dir.join("data/postmaster.opts")).unwrap_or_default();
+        assert!(settings.contains("listen_addresses="), "{settings}");
         drop(cluster);
         assert!(!dir.exists(), "the directory is removed with the cluster");
     }

@@ -117,7 +117,7 @@ pub async fn start(
         config.statement_timeout,
         metrics.clone(),
     );
-    let hub = Hub::new(db.clone(), config.replay_batch, metrics.clone());
+    let hub = Hub::new(db.clone(), config.page_limit(), metrics.clone());
     let (trigger, shutdown) = shutdown::channel();
 
     if config.notify {

@@ -15,7 +15,8 @@
 //! - `app`: the state every request and stream shares; [`instance`]: [`start`] wires a server
 //!   together and [`Handle`] stops it.
 //! - [`config`]: every tunable, its default and why; [`metrics`]: counters, also at `/metrics`;
-//!   [`shutdown`]: the shutdown signal; [`process`]: the open files limit.
+//!   [`logging`]: the binary's log lines; [`shutdown`]: the shutdown signal; [`process`]: the
+//!   open files limit.
 //! - [`embedded_pg`]: a private PostgreSQL cluster for `cargo run`, tests and the benchmark
 //!   (self-contained); [`demo`]: the demo agent that writes events into it.
 
@@ -30,6 +31,7 @@ pub mod embedded_pg;
 pub mod http;
 pub mod instance;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod shutdown;

@@ -4,14 +4,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use taskstream::config::{Cli, LogFormat};
+use taskstream::config::Cli;
 use taskstream::embedded_pg::Cluster;
 use taskstream::{demo, shutdown};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_format);
+    taskstream::logging::init(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -38,7 +38,7 @@ async fn run(cli: Cli) -> ExitCode {
             match tokio::task::spawn_blocking(Cluster::start).await {
                 Ok(Ok(cluster)) => {
                     eprintln!(
-                        "taskstream: PostgreSQL is up in {} on port {}",
+                        "taskstream: PostgreSQL is up in {} on port {} (its Unix socket only)",
                         cluster.dir().display(),
                         cluster.port()
                     );
@@ -94,19 +94,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("taskstream: ignoring log filter {filter:?}: {error}");
-        tracing_subscriber::EnvFilter::new(taskstream::config::DEFAULT_LOG_FILTER)
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

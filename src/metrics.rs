@@ -117,6 +117,11 @@ pub struct EndLabels {
 pub struct Metrics {
     /// Open client connections (HTTP/1 or HTTP/2, streaming or not).
     pub connections: Gauge,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: Counter,
+    /// Bytes of frames held for clients: queued by their stream tasks and not yet taken by
+    /// their connections. At most `--replay-bytes` (or one larger frame) per stream.
+    pub client_buffer_bytes: Gauge,
     /// Streams whose stream task is running.
     pub open_streams: Gauge,
     /// Tails in the hub (watched tasks).
@@ -146,6 +151,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        let client_buffer_bytes = Gauge::default();
         let open_streams = Gauge::default();
         let live_tails = Gauge::default();
         let events_sent = Counter::default();
@@ -174,6 +181,16 @@ impl Default for Metrics {
             "connections",
             "Open client connections",
             connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because --max-connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "client_buffer_bytes",
+            "Bytes of frames held for clients, not yet taken by their connections",
+            client_buffer_bytes.clone(),
         );
         registry.register("open_streams", "Open event streams", open_streams.clone());
         registry.register(
@@ -226,6 +243,8 @@ impl Default for Metrics {
 
         Metrics {
             connections,
+            connections_refused,
+            client_buffer_bytes,
             open_streams,
             live_tails,
             events_sent,

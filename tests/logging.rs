@@ -1,15 +1,18 @@
 //! Logs: one line per stream end with task, session, duration, events and reason; JSON lines
-//! when asked; no token or secret in any line. (Its own test binary: it installs the global
-//! log subscriber.)
+//! when asked; no token or secret in any line; text lines that ids cannot forge, without colour
+//! codes outside a terminal. (Its own test binary: it installs the global log subscriber.)
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header};
+use support::child::ChildServer;
+use support::cluster::{connect, fresh_database};
 use support::http::Response;
 use support::server::{TestServer, fast_config};
 use support::wait::eventually;
+use support::writer::{insert_event, insert_task};
 use taskstream::Config;
 use taskstream::config::Secret;
 
@@ -47,7 +50,7 @@ async fn stream_ends_are_logged_without_secrets() {
 
     let secret = "a-secret-that-must-never-be-logged";
     let server = TestServer::start(Config {
-        jwt_secret: Some(Secret(secret.to_owned())),
+        jwt_secret: Some(Secret(secret.as_bytes().to_vec())),
         ..fast_config()
     })
     .await;
@@ -103,4 +106,46 @@ async fn stream_ends_are_logged_without_secrets() {
     // The signature alone must not appear either.
     let signature = token.rsplit('.').next().expect("signature");
     assert!(!text.contains(signature));
+}
+
+/// In the text format, a session id that a writer stored with CR, LF and an escape sequence
+/// cannot start a forged log line or drive a terminal: it is written escaped. And with
+/// standard error not a terminal (a pipe here, a file or the journal in production), no line
+/// carries a colour code. Against the binary, whose logging this is.
+#[tokio::test]
+async fn text_logs_cannot_be_forged_and_have_no_colours() {
+    let url = fresh_database().await;
+    let db = connect(&url).await;
+    insert_task(&db, "t", "Done").await;
+    let session = "s1\nERROR forged line\r\n\u{1b}[2J";
+    insert_event(&db, "t", session, "assistant", "x").await;
+    let server = ChildServer::start(
+        env!("CARGO_BIN_EXE_taskstream"),
+        &url,
+        &["--log-format", "text", "--log", "info"],
+    )
+    .await;
+    let mut sse = Response::get(server.addr(), "/tasks/t/events/stream", &[]).await;
+    sse.until_complete().await;
+    eventually("the stream's end to be logged", || {
+        server.stderr().iter().any(|l| l.contains("stream ended"))
+    })
+    .await;
+    let lines = server.stderr();
+    let ended = lines
+        .iter()
+        .find(|l| l.contains("stream ended"))
+        .expect("an end line");
+    assert!(
+        ended.contains(r#"session="s1\nERROR forged line\r\n\u{1b}[2J""#),
+        "{ended}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("forged") || l == ended),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "no escape sequence at all: {lines:#?}"
+    );
 }

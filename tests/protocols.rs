@@ -1,8 +1,6 @@
 //! The same streams over HTTP/2 (cleartext, by prior knowledge) and over TLS (HTTP/2 or
 //! HTTP/1.1 by ALPN), with real clients of those protocols (hyper's, on the h2 crate; rustls).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
@@ -10,14 +8,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::ledger::{assert_ledger, numbered};
 use support::server::{TestServer, fast_config};
 use support::sse_parser::{SseEvent, SseParser};
+use support::tls::{self, certificate, cleanup};
 use support::wait::WAIT;
 use taskstream::Config;
-use taskstream::config::TlsFiles;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 /// Opens `path` over an HTTP/2 connection on `io`; returns the stream's body.
 async fn h2_stream<I>(io: I, path: &str) -> hyper::body::Incoming
@@ -73,25 +68,6 @@ async fn read_events(body: &mut hyper::body::Incoming, n: usize) -> Vec<SseEvent
     events
 }
 
-/// A self-signed certificate for `localhost`, written as PEM files for the server (the files
-/// are removed once the server has read them: call `cleanup`).
-fn certificate(name: &str) -> (rcgen::CertifiedKey<rcgen::KeyPair>, TlsFiles) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-        .expect("self-signed certificate");
-    let dir = std::env::temp_dir().join(format!("taskstream-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    (certified, TlsFiles { cert, key })
-}
-
-fn cleanup(files: &TlsFiles) {
-    if let Some(dir) = files.cert.parent() {
-        std::fs::remove_dir_all(dir).expect("clean up");
-    }
-}
-
 /// A client that speaks HTTP/2 from its first byte (no upgrade) streams events on the same
 /// port as HTTP/1.1 clients.
 #[tokio::test]
@@ -128,24 +104,8 @@ async fn streams_over_tls_with_alpn() {
     server.task("t", "InProgress").await;
     server.events("t", "s1", "e", 2).await;
 
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(certified.cert.der().clone())
-        .expect("trust the certificate");
     for alpn in ["h2", "http/1.1"] {
-        let mut client = ClientConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-        client.alpn_protocols = vec![alpn.as_bytes().to_vec()];
-        let tcp = TcpStream::connect(server.addr()).await.expect("connect");
-        let tls = TlsConnector::from(Arc::new(client))
-            .connect(ServerName::try_from("localhost").expect("name"), tcp)
-            .await
-            .expect("TLS handshake");
+        let tls = tls::connect(server.addr(), &certified, alpn).await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
         let events = if alpn == "h2" {
             read_events(&mut h2_stream(tls, "/tasks/t/events/stream").await, 2).await

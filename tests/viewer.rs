@@ -294,3 +294,28 @@ async fn without_a_token_the_pages_ask_to_sign_in() {
     assert_eq!(stream.status, 401);
     assert_eq!(stream.header("content-type"), Some("application/json"));
 }
+
+/// `?before=` naming a task the token does not cover answers exactly as a task that does not
+/// exist: where the page would start would tell when that task was created, and that it
+/// exists.
+#[tokio::test]
+async fn before_an_uncovered_task_reveals_nothing() {
+    let server = TestServer::start(with_auth(fast_config())).await;
+    for id in ["a", "secret", "c"] {
+        server.task(id, "Open").await;
+    }
+    let cookie = format!("taskstream_token={}", token(&["a", "c"], 60));
+    let page = |before: &'static str| {
+        let (addr, cookie) = (server.addr(), cookie.clone());
+        async move {
+            let path = format!("/?before={before}");
+            let response = Response::get(addr, &path, &[("cookie", &cookie)]).await;
+            assert_eq!(response.status, 200, "{path}");
+            linked_ids(&response.text().await)
+        }
+    };
+    assert_eq!(page("c").await, ["a"], "paging through covered tasks works");
+    let unknown = page("no-such-task").await;
+    assert!(unknown.is_empty());
+    assert_eq!(page("secret").await, unknown);
+}

@@ -11,9 +11,12 @@
 //!   `complete` it is not yet level with.
 //!
 //! A slow client therefore never holds a backlog: it lags, reads the table at its own pace and
-//! rejoins. A failed send means the client is gone; one that accepts nothing for the write
-//! timeout is disconnected ([`outlet`]). Either way it resumes by cursor and loses nothing.
-//! Every decision is in [`position`], tested apart from I/O.
+//! rejoins. What a stream holds is bounded in bytes (`--replay-bytes`): it reads its next rows
+//! only once the client has taken the frames of the last ones, and the frames queued for the
+//! client stay within the same budget, however slowly it reads; one larger event is held whole.
+//! A failed send means the client is gone; one that accepts nothing for the write timeout is
+//! disconnected ([`outlet`]). Either way it resumes by cursor and loses nothing. Every decision
+//! is in [`position`], tested apart from I/O.
 
 mod body;
 mod coalesce;
@@ -29,10 +32,10 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 
-use self::body::FrameReceiver;
 pub(crate) use self::body::{ConnectionAbort, EventBody};
+use self::body::{FrameReceiver, Queued};
 use self::coalesce::Coalescer;
-use self::outlet::Outlet;
+use self::outlet::{Outlet, Queue};
 pub(crate) use self::position::already_complete;
 use self::position::{OnLive, Sent};
 use crate::app::App;
@@ -85,6 +88,7 @@ struct StreamTask {
 /// Starts the stream task of one response and returns the response body.
 pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
     let (tx, rx) = mpsc::channel(app.config.client_buffer);
+    let queued = Arc::new(Queued::new(app.metrics.client_buffer_bytes.clone()));
     let config = &app.config;
     let ending = outlet::ending(
         app.shutdown.clone(),
@@ -92,7 +96,12 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
         start.token_expires,
         config.max_stream_lifetime,
     );
-    let out = Outlet::new(tx, config.keepalive, config.write_timeout, ending);
+    let queue = Queue {
+        tx,
+        queued: queued.clone(),
+        max_queued: config.replay_bytes,
+    };
+    let out = Outlet::new(queue, config.keepalive, config.write_timeout, ending);
     app.metrics.open_streams.inc();
     tokio::spawn(async move {
         let started = Instant::now();
@@ -125,7 +134,7 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
         app.metrics.open_streams.dec();
         drop(start.slot);
     });
-    StreamBody::new(FrameReceiver(rx))
+    StreamBody::new(FrameReceiver { rx, queued })
 }
 
 impl StreamTask {
@@ -167,31 +176,34 @@ impl StreamTask {
         }
     }
 
-    /// Sends every stored event of the session past the cursor, a batch at a time.
+    /// Sends every stored event of the session past the cursor, a batch at a time. Each batch
+    /// is read once the client has taken the last one, and holds at most `--replay-bytes` (or
+    /// one larger row).
     async fn replay(&mut self) -> Result<(), EndReason> {
         let Some(session) = self.sent.session.clone() else {
             return Ok(());
         };
-        let batch = self.app.config.replay_batch;
+        let limit = self.app.config.page_limit();
         loop {
             if self.app.shutdown.is_triggered() {
                 return Err(EndReason::Shutdown);
             }
-            let rows = Box::pin(async {
+            self.out.drained().await?;
+            let page = Box::pin(async {
                 let _turn = self.app.read_slot().await;
-                self.app.db.events(&session.id, self.sent.seq, batch).await
+                let after = self.sent.seq;
+                self.app.db.events(&session.id, after, limit).await
             })
             .await;
-            let rows = match rows {
-                Ok(rows) => rows,
+            let page = match page {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(task = %self.task_id, %error, "replay failed");
                     return Err(EndReason::Error);
                 }
             };
-            let full = rows.len() as i64 == batch;
             let mut chunk = Coalescer::default();
-            for row in rows {
+            for row in page.rows {
                 chunk.write(|out| {
                     let cursor = session.cursor(row.seq);
                     event::write_frame(out, &cursor, &row.event_type, &row.content);
@@ -203,7 +215,7 @@ impl StreamTask {
                 }
             }
             self.flush(&mut chunk).await?;
-            if !full {
+            if !page.more {
                 return Ok(());
             }
         }

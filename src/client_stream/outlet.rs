@@ -1,10 +1,12 @@
 //! The sending side of one response body, with the client's pace rules: keep-alives during
-//! silence, a write timeout for a client that accepts nothing, and the server's reasons to end
-//! a stream (shutdown, token expiry, maximum lifetime).
+//! silence, a bound on the bytes queued for the client, a write timeout for a client that
+//! accepts nothing, and the server's reasons to end a stream (shutdown, token expiry, maximum
+//! lifetime).
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -12,6 +14,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep, timeout};
 
+use super::body::Queued;
 use crate::live::tail::Live;
 use crate::metrics::EndReason;
 use crate::shutdown::Shutdown;
@@ -23,6 +26,10 @@ pub(super) type Ending = Pin<Box<dyn Future<Output = EndReason> + Send>>;
 /// See the module's documentation.
 pub(super) struct Outlet {
     tx: mpsc::Sender<Bytes>,
+    /// Bytes in `tx` that the connection has not taken yet.
+    queued: Arc<Queued>,
+    /// Most bytes queued at once (one larger chunk may go alone into an empty queue).
+    max_queued: usize,
     /// Silence after which a keep-alive comment is sent.
     keepalive_every: Duration,
     /// Longest a client may accept nothing before it is disconnected.
@@ -36,15 +43,24 @@ pub(super) struct Outlet {
     ending: Ending,
 }
 
+/// Where the bytes of an [`Outlet`] go, and how many may wait there.
+pub(super) struct Queue {
+    pub(super) tx: mpsc::Sender<Bytes>,
+    pub(super) queued: Arc<Queued>,
+    pub(super) max_queued: usize,
+}
+
 impl Outlet {
     pub(super) fn new(
-        tx: mpsc::Sender<Bytes>,
+        queue: Queue,
         keepalive_every: Duration,
         write_timeout: Duration,
         ending: Ending,
     ) -> Outlet {
         Outlet {
-            tx,
+            tx: queue.tx,
+            queued: queue.queued,
+            max_queued: queue.max_queued,
             keepalive_every,
             write_timeout,
             keepalive: Box::pin(tokio::time::sleep(keepalive_every)),
@@ -53,9 +69,15 @@ impl Outlet {
         }
     }
 
-    /// Hands bytes to the client's buffer. Waits while the buffer is full, up to the write
-    /// timeout; the keep-alive timer restarts after every send.
+    /// Hands bytes to the client's buffer. Waits while the buffer is full (in chunks or in
+    /// bytes) as long as the client keeps taking something; one that takes nothing for the
+    /// write timeout is slow. The keep-alive timer restarts after every send.
     pub(super) async fn send(&mut self, bytes: Bytes) -> Result<(), EndReason> {
+        let len = bytes.len();
+        let max = self.max_queued;
+        self.wait_until(|queued| queued == 0 || queued + len <= max)
+            .await?;
+        self.queued.add(len);
         let result = match self.tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EndReason::ClientGone),
@@ -70,10 +92,38 @@ impl Outlet {
                 }
             }
         };
-        if result.is_ok() {
-            self.last_sent = Instant::now();
+        match result {
+            Ok(()) => self.last_sent = Instant::now(),
+            Err(_) => self.queued.taken(len),
         }
         result
+    }
+
+    /// Waits until the client has taken everything queued for it: a stream reads its next
+    /// rows only then, so that the rows it holds and the frames queued for the client stay
+    /// within one budget together.
+    pub(super) async fn drained(&mut self) -> Result<(), EndReason> {
+        self.wait_until(|queued| queued == 0).await
+    }
+
+    /// Waits until `ready` holds for the bytes queued, as long as the client takes something
+    /// at least every write timeout.
+    async fn wait_until(&mut self, ready: impl Fn(usize) -> bool) -> Result<(), EndReason> {
+        loop {
+            // `taken` keeps a permit when nobody waits, so a take between this check and the
+            // wait below is not missed.
+            if ready(self.queued.get()) {
+                return Ok(());
+            }
+            tokio::select! {
+                taken = timeout(self.write_timeout, self.queued.taken.notified()) => {
+                    if taken.is_err() {
+                        return Err(EndReason::Slow);
+                    }
+                }
+                reason = &mut self.ending => return Err(reason),
+            }
+        }
     }
 
     /// Waits for the tail's next message, sending keep-alives while the stream is silent. Ends
@@ -162,15 +212,32 @@ fn jitter(max: Duration) -> Duration {
 mod tests {
     use std::pin::pin;
 
+    use futures_util::StreamExt;
+    use prometheus_client::metrics::gauge::Gauge;
+
     use super::*;
+    use crate::client_stream::body::FrameReceiver;
     use crate::shutdown;
 
     const KEEPALIVE: Duration = Duration::from_secs(15);
     const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-    fn outlet(buffer: usize, ending: Ending) -> (Outlet, mpsc::Receiver<Bytes>) {
+    /// An outlet whose queue holds `buffer` chunks (and bytes enough), and its body.
+    fn outlet(buffer: usize, ending: Ending) -> (Outlet, FrameReceiver) {
+        bounded(buffer, 1 << 20, ending)
+    }
+
+    /// An outlet whose queue holds `buffer` chunks and `max_queued` bytes, and its body.
+    fn bounded(buffer: usize, max_queued: usize, ending: Ending) -> (Outlet, FrameReceiver) {
         let (tx, rx) = mpsc::channel(buffer);
-        (Outlet::new(tx, KEEPALIVE, WRITE_TIMEOUT, ending), rx)
+        let queued = Arc::new(Queued::new(Gauge::default()));
+        let queue = Queue {
+            tx,
+            queued: queued.clone(),
+            max_queued,
+        };
+        let outlet = Outlet::new(queue, KEEPALIVE, WRITE_TIMEOUT, ending);
+        (outlet, FrameReceiver { rx, queued })
     }
 
     fn never() -> Ending {
@@ -188,22 +255,22 @@ mod tests {
             out.next_live(&mut live, gone.as_mut()),
         );
         assert!(waiting.await.is_err(), "nothing but silence");
-        assert_eq!(rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
-        assert_eq!(rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
-        assert!(rx.try_recv().is_err(), "one comment per interval");
+        assert_eq!(rx.rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
+        assert_eq!(rx.rx.try_recv().as_deref(), Ok(sse::KEEP_ALIVE));
+        assert!(rx.rx.try_recv().is_err(), "one comment per interval");
 
         // A real send restarts the interval: no comment until a whole interval after it.
         tokio::time::advance(KEEPALIVE / 2).await;
         out.send(Bytes::from_static(b"data\n\n"))
             .await
             .expect("sent");
-        assert_eq!(rx.try_recv().as_deref(), Ok(&b"data\n\n"[..]));
+        assert_eq!(rx.rx.try_recv().as_deref(), Ok(&b"data\n\n"[..]));
         let waiting = tokio::time::timeout(KEEPALIVE - Duration::from_millis(1), async {
             out.next_live(&mut live, gone.as_mut()).await
         });
         assert!(waiting.await.is_err());
         assert!(
-            rx.try_recv().is_err(),
+            rx.rx.try_recv().is_err(),
             "silence is measured from the last send"
         );
         drop(tx_live);
@@ -218,6 +285,53 @@ mod tests {
             out.send(Bytes::from_static(b"b")).await,
             Err(EndReason::Slow)
         );
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_holds_a_bounded_number_of_bytes() {
+        let (mut out, mut body) = bounded(64, 10, never());
+        out.send(Bytes::from_static(b"12345678"))
+            .await
+            .expect("fits");
+        let mut second = Box::pin(out.send(Bytes::from_static(b"abcdefgh")));
+        assert!(
+            tokio::time::timeout(WRITE_TIMEOUT / 2, second.as_mut())
+                .await
+                .is_err(),
+            "8 + 8 bytes exceed 10: the second chunk waits"
+        );
+        let first = body.next().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().ok().as_deref(), Some(&b"12345678"[..]));
+        second.await.expect("room once the first was taken");
+        assert_eq!(body.queued.get(), 8);
+        // A chunk larger than the whole budget goes alone into an empty queue.
+        let big = Bytes::from(vec![b'x'; 100]);
+        let mut third = Box::pin(out.send(big));
+        assert!(
+            tokio::time::timeout(WRITE_TIMEOUT / 2, third.as_mut())
+                .await
+                .is_err()
+        );
+        body.next().await.expect("the second chunk").expect("data");
+        third.await.expect("alone in the queue");
+        assert_eq!(body.queued.get(), 100);
+        drop(body);
+        assert_eq!(
+            out.queued.get(),
+            0,
+            "a body dropped unread leaves nothing counted"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_takes_nothing_while_the_queue_is_full_in_bytes_is_slow() {
+        let (mut out, _body) = bounded(64, 10, never());
+        out.send(Bytes::from_static(b"12345678"))
+            .await
+            .expect("fits");
+        let started = Instant::now();
+        assert_eq!(out.drained().await, Err(EndReason::Slow));
         assert_eq!(started.elapsed(), WRITE_TIMEOUT);
     }
 

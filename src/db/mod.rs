@@ -2,13 +2,16 @@
 //! nowhere else ([`reads`]: what streams and pages read; [`writes`]: what an agent writes;
 //! [`schema`]: `schema.sql` itself).
 
+mod connect;
+mod error;
 mod reads;
 mod schema;
 mod writes;
 
+pub use self::error::{Cause, DbError};
 #[cfg(test)]
 pub(crate) use self::reads::fixtures;
-pub(crate) use self::reads::{Session, TaskPosition};
+pub(crate) use self::reads::{PageLimit, Session, TaskPosition};
 pub use self::reads::{TaskListing, TaskSummary};
 pub use self::schema::{SCHEMA, apply_schema};
 pub(crate) use self::writes::{insert_event, set_status, start_task};
@@ -17,9 +20,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
+use self::connect::Connector;
+use self::error::DbErrorSource;
 use crate::metrics::{Metrics, QueryKind};
 
 /// The status in which a task's stream stays open.
@@ -42,44 +47,19 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait for a new database connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A failed database operation. Callers answer `503` (or end a stream so that the client
-/// resumes by cursor); the text says which operation failed and why.
-#[derive(Debug)]
-pub struct DbError {
-    kind: QueryKind,
-    source: DbErrorSource,
-}
-
-#[derive(Debug)]
-enum DbErrorSource {
-    Pool(PoolError),
-    Query(tokio_postgres::Error),
-}
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            DbErrorSource::Pool(e) => {
-                write!(f, "{:?} query: no database connection: {e}", self.kind)
-            }
-            DbErrorSource::Query(e) => write!(f, "{:?} query failed: {e}", self.kind),
-        }
-    }
-}
-
-impl std::error::Error for DbError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.source {
-            DbErrorSource::Pool(e) => Some(e),
-            DbErrorSource::Query(e) => Some(e),
-        }
-    }
-}
+/// How much longer than `statement_timeout` a query may take before the client gives up on it.
+/// PostgreSQL cancels a slow query itself first and says so; the client-side deadline is for a
+/// database that stops answering without resetting the connection (a frozen host, a network
+/// that drops packets), which TCP would otherwise notice only after many minutes, and for
+/// poolers where `statement_timeout` cannot be set at connect.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The connection pool and the queries that run on it.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Longest a query (its prepare and its rows) may take before its connection is dropped.
+    deadline: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -106,21 +86,19 @@ pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Er
 }
 
 impl Db {
-    /// A pool of at most `size` connections, each with `statement_timeout` set. Connections are
-    /// opened lazily, so this does not fail when PostgreSQL is down.
+    /// A pool of at most `size` connections, each with `statement_timeout` set (where the
+    /// server allows it), and a client-side deadline slightly above it on every query.
+    /// Connections are opened lazily, so this does not fail when PostgreSQL is down.
     pub fn new(
-        mut config: tokio_postgres::Config,
+        config: tokio_postgres::Config,
         size: usize,
         statement_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Db {
-        config.options(format!(
-            "-c statement_timeout={}",
-            statement_timeout.as_millis()
-        ));
-        let manager = Manager::from_config(
+        let connector = Connector::new(&config, statement_timeout);
+        let manager = Manager::from_connect(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -132,7 +110,11 @@ impl Db {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .expect("a pool with a runtime and timeouts set always builds");
-        Db { pool, metrics }
+        Db {
+            pool,
+            deadline: statement_timeout + DEADLINE_MARGIN,
+            metrics,
+        }
     }
 
     async fn query(
@@ -144,18 +126,31 @@ impl Db {
         let started = Instant::now();
         let result = async {
             let client = self.pool.get().await.map_err(DbErrorSource::Pool)?;
-            let statement = client
-                .prepare_cached(sql)
-                .await
-                .map_err(DbErrorSource::Query)?;
-            client
-                .query(&statement, params)
-                .await
-                .map_err(DbErrorSource::Query)
+            let run = async {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await
+            };
+            match tokio::time::timeout(self.deadline, run).await {
+                Ok(rows) => rows.map_err(DbErrorSource::Query),
+                Err(_) => {
+                    abandon(client);
+                    Err(DbErrorSource::Deadline(self.deadline))
+                }
+            }
         }
         .await;
         self.metrics
             .record_query(kind, started.elapsed().as_secs_f64());
         result.map_err(|source| DbError { kind, source })
     }
+}
+
+/// Gives up on a connection whose query did not answer in time: it leaves the pool (which may
+/// open a fresh one), and PostgreSQL is asked to cancel the query in case it is only slow.
+fn abandon(client: Object) {
+    let cancel = client.cancel_token();
+    drop(Object::take(client));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, cancel.cancel_query(NoTls)).await;
+    });
 }

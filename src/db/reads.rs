@@ -29,20 +29,36 @@ const POSITIONS_SQL: &str = "
         WHERE task_id = t.id ORDER BY started_at DESC, id DESC LIMIT 1
     ) s ON true";
 
-/// A page of a session's events after a seq. `seq > $2` is an exact tail because seq is
-/// gapless in commit order (see `schema.sql`).
+/// A page of a session's events after a seq: at most `$3` rows, and no more than `$4` bytes of
+/// type and content together, except that the first row always comes whole (PostgreSQL returns
+/// whole rows). `octet_length` reads a stored value's size without decompressing it, and rows
+/// past the budget are never sent. `more` says whether a row follows within the `$3` read.
+/// `seq > $2` is an exact tail because seq is gapless in commit order (see `schema.sql`).
 const EVENTS_SQL: &str = "
-    SELECT seq, event_type, content FROM agent_events
-    WHERE session_id = $1 AND seq > $2
-    ORDER BY seq LIMIT $3";
+    SELECT seq, event_type, content, more FROM (
+        SELECT seq, event_type, content,
+               row_number() OVER w AS n,
+               sum(octet_length(event_type) + octet_length(content)) OVER w AS upto,
+               lead(seq) OVER w IS NOT NULL AS more
+        FROM (
+            SELECT seq, event_type, content FROM agent_events
+            WHERE session_id = $1 AND seq > $2
+            ORDER BY seq LIMIT $3
+        ) page
+        WINDOW w AS (ORDER BY seq)
+    ) sized
+    WHERE n = 1 OR upto <= $4
+    ORDER BY seq";
 
 /// A page of the task list, newest first: `$2` is the task the previous page ended with (only
 /// older ones follow; an unknown one gives an empty page), `$3` the ids the reader may see
 /// (`NULL`: all). Ties on `created_at` are broken by id, so every task is on exactly one page.
+/// A `$2` the reader may not see is treated as unknown: where the page would start tells when
+/// that task was created, and whether it exists at all.
 const TASKS_SQL: &str = "
     SELECT t.id, t.title, t.status
     FROM tasks t
-    LEFT JOIN tasks b ON b.id = $2
+    LEFT JOIN tasks b ON b.id = $2 AND ($3::text[] IS NULL OR b.id = ANY ($3))
     WHERE ($2::text IS NULL
            OR t.created_at < b.created_at
            OR (t.created_at = b.created_at AND t.id > b.id))
@@ -108,6 +124,24 @@ pub(crate) struct StoredEvent {
     pub(crate) content: String,
 }
 
+/// How much one read of a session's events may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageLimit {
+    /// Most rows.
+    pub(crate) rows: i64,
+    /// Most bytes of type and content together (the first row comes whole, however large).
+    pub(crate) bytes: usize,
+}
+
+/// One read of a session's events.
+#[derive(Debug)]
+pub(crate) struct EventPage {
+    /// The events, in seq order.
+    pub(crate) rows: Vec<StoredEvent>,
+    /// Whether more events may follow the last one (the page was cut by its rows or bytes).
+    pub(crate) more: bool,
+}
+
 /// Which part of the task list to read.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskListing<'a> {
@@ -153,24 +187,35 @@ impl Db {
             .collect())
     }
 
-    /// Up to `limit` events of `session` after `after`, in seq order.
+    /// Events of `session` after `after`, in seq order, within `limit` (or the one next row
+    /// when it alone is larger).
     pub(crate) async fn events(
         &self,
         session: &str,
         after: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, DbError> {
+        limit: PageLimit,
+    ) -> Result<EventPage, DbError> {
+        let bytes = i64::try_from(limit.bytes).unwrap_or(i64::MAX);
         let rows = self
-            .query(QueryKind::Events, EVENTS_SQL, &[&session, &after, &limit])
+            .query(
+                QueryKind::Events,
+                EVENTS_SQL,
+                &[&session, &after, &limit.rows, &bytes],
+            )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| StoredEvent {
-                seq: row.get(0),
-                event_type: row.get(1),
-                content: row.get(2),
-            })
-            .collect())
+        let more = rows.len() as i64 == limit.rows || rows.last().is_some_and(|row| row.get(3));
+        // Each row's raw bytes are freed as it is read: a page is held once, not twice.
+        Ok(EventPage {
+            rows: rows
+                .into_iter()
+                .map(|row| StoredEvent {
+                    seq: row.get(0),
+                    event_type: row.get(1),
+                    content: row.get(2),
+                })
+                .collect(),
+            more,
+        })
     }
 
     /// A page of the task list, newest first.

@@ -1,29 +1,36 @@
 //! Optional authentication: an HS256 JWT whose claim `tasks` lists the task ids it may read
-//! (`["*"]`: all) and whose `exp` (Unix seconds) has not passed.
+//! (`["*"]`: all), whose `exp` (Unix seconds) has not passed and whose `nbf`, if any, has; with
+//! `--jwt-issuer` and `--jwt-audience`, its `iss` and `aud` must match them.
 //!
 //! Browsers' EventSource cannot set headers, so the token is read from `Authorization: Bearer`
-//! or from the cookie `taskstream_token` (which `POST /session` sets). Never from the URL: URLs
-//! end up in logs, histories and `Referer` headers. Tokens are never logged.
+//! or from the token cookie (which `POST /session` sets, see [`crate::http::cookie`]). Never
+//! from the URL: URLs end up in logs, histories and `Referer` headers. Tokens are never logged.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-/// The cookie that carries the token for browsers.
-pub(crate) const TOKEN_COOKIE: &str = "taskstream_token";
+use crate::http::cookie;
 
 /// The `tasks` entry that grants every task.
 const ALL_TASKS: &str = "*";
 
-/// The claims taskstream reads.
+/// The last second a time claim may name, 9999-12-31T23:59:59Z: later is a mistake or an
+/// attack, and would overflow time arithmetic.
+const LATEST_TIME: f64 = 253_402_300_799.0;
+
+/// The claims taskstream reads. The times are NumericDates (RFC 7519): seconds, possibly with
+/// a fraction; any JSON number reads as an `f64` (even `u64::MAX`), so no value can overflow
+/// here, and anything else fails to parse.
 #[derive(Deserialize)]
 struct Claims {
     tasks: Vec<String>,
-    exp: u64,
+    exp: f64,
+    nbf: Option<f64>,
 }
 
 /// Verifies tokens signed with the configured secret.
@@ -62,14 +69,28 @@ pub(crate) enum Denied {
 }
 
 impl Auth {
-    /// Verifies HS256 tokens signed with `secret`, with no leeway on `exp`.
-    pub(crate) fn new(secret: &str) -> Auth {
+    /// Verifies HS256 tokens signed with `secret`, from `issuer` and for `audience` when they
+    /// are given (the claims are then required).
+    pub(crate) fn new(secret: &[u8], issuer: Option<&str>, audience: Option<&str>) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
+        // The time claims are checked by `valid_until`, which bounds them.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let mut required = vec!["exp"];
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
         Auth {
-            key: DecodingKey::from_secret(secret.as_bytes()),
+            key: DecodingKey::from_secret(secret),
             validation,
         }
     }
@@ -77,7 +98,7 @@ impl Auth {
     /// The grant of the request's token (the `Authorization` header first, then the cookie).
     pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Grant, Denied> {
         let token = bearer_token(headers)
-            .or_else(|| cookie_token(headers))
+            .or_else(|| cookie::token(headers))
             .ok_or(Denied::Missing)?;
         self.verify(&token)
     }
@@ -87,12 +108,11 @@ impl Auth {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| Denied::Invalid)?
             .claims;
-        let expires_at = UNIX_EPOCH + Duration::from_secs(claims.exp);
-        // RFC 7519: not accepted *on or after* `exp` (the crate accepts the whole second of
-        // `exp`; streams end at its start, so a reconnect then must be refused too).
-        if SystemTime::now() >= expires_at {
-            return Err(Denied::Invalid);
-        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let expires_at = valid_until(claims.exp, claims.nbf, now).ok_or(Denied::Invalid)?;
         let scope = if claims.tasks.iter().any(|t| t == ALL_TASKS) {
             Scope::All
         } else {
@@ -142,17 +162,22 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
-/// The token in the `taskstream_token` cookie, if any `Cookie` header has it.
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == TOKEN_COOKIE && !value.is_empty()).then(|| value.to_owned())
-        })
+/// When a token with these time claims stops being valid, if it is valid `now` (all in Unix
+/// seconds): `None` on or after `exp` (RFC 7519: not accepted on or after it; streams end at
+/// its start, so a reconnect then must be refused too), before `nbf`, or when either names a
+/// time past [`LATEST_TIME`].
+fn valid_until(exp: f64, nbf: Option<f64>, now: f64) -> Option<SystemTime> {
+    let in_range = |time: f64| time.is_finite() && time <= LATEST_TIME;
+    if !in_range(exp) || now >= exp {
+        return None;
+    }
+    if let Some(nbf) = nbf
+        && (!in_range(nbf) || now < nbf)
+    {
+        return None;
+    }
+    // `now < exp <= LATEST_TIME`, so `exp` is positive and in range.
+    Some(UNIX_EPOCH + Duration::from_secs_f64(exp))
 }
 
 #[cfg(test)]
@@ -166,6 +191,37 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).expect("header value"));
         }
         map
+    }
+
+    #[test]
+    fn time_claims_of_any_value_are_judged_without_overflow() {
+        let now = 1_700_000_000.0;
+        let expires = valid_until(now + 60.0, None, now).expect("valid");
+        assert_eq!(expires, UNIX_EPOCH + Duration::from_secs(1_700_000_060));
+        assert_eq!(valid_until(now, None, now), None, "not on exp");
+        assert_eq!(valid_until(now - 1.0, None, now), None);
+        assert_eq!(valid_until(-1.0, None, now), None);
+        assert!(valid_until(LATEST_TIME, None, now).is_some(), "9999-12-31");
+        for far in [
+            LATEST_TIME + 1.0,
+            u64::MAX as f64,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            assert_eq!(valid_until(far, None, now), None, "exp {far}");
+            assert_eq!(valid_until(now + 60.0, Some(far), now), None, "nbf {far}");
+        }
+        assert_eq!(
+            valid_until(now + 60.0, Some(now + 1.0), now),
+            None,
+            "not yet"
+        );
+        assert!(
+            valid_until(now + 60.0, Some(now), now).is_some(),
+            "from nbf on"
+        );
+        assert!(valid_until(now + 60.0, Some(0.0), now).is_some());
     }
 
     #[test]
@@ -184,14 +240,6 @@ mod tests {
         );
         assert_eq!(
             bearer_token(&headers(&[("authorization", "Bearer ")])),
-            None
-        );
-        assert_eq!(
-            cookie_token(&headers(&[("cookie", "a=1; taskstream_token=xyz; b=2")])),
-            Some("xyz".into())
-        );
-        assert_eq!(
-            cookie_token(&headers(&[("cookie", "taskstream_token=")])),
             None
         );
     }

@@ -16,7 +16,7 @@ use crate::http::response::{self, Body};
 const ALLOWED_HEADERS: &str = "last-event-id, authorization";
 
 /// Methods a cross-origin client may use.
-const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
+const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "600";
@@ -40,11 +40,6 @@ impl Cors {
             origins,
             credentials,
         })
-    }
-
-    /// Whether cross-origin requests may carry credentials.
-    pub(crate) fn credentials(&self) -> bool {
-        self.credentials
     }
 
     /// The request's origin if it is allowed.

@@ -40,14 +40,28 @@ impl fmt::Display for BadRequest {
     }
 }
 
-/// The task id of a path segment: percent-decoded, UTF-8, at most [`MAX_TASK_ID_LEN`] bytes.
+/// The task id of a path segment: percent-decoded, UTF-8, at most [`MAX_TASK_ID_LEN`] bytes,
+/// without control characters.
 pub fn task_id(segment: &str) -> Result<String, BadRequest> {
     let id =
         percent_decode(segment).ok_or_else(|| bad("task id is not valid percent-encoded UTF-8"))?;
-    if id.len() > MAX_TASK_ID_LEN {
-        return Err(bad("task id is too long"));
-    }
+    check_id(&id, "task id")?;
     Ok(id)
+}
+
+/// Refuses an id that no task can have: longer than [`MAX_TASK_ID_LEN`] bytes, or with a C0
+/// control character or DEL. PostgreSQL cannot store NUL in `text` at all (a query that binds
+/// one fails as a whole, for every task in a batch), and CR or LF in an id would forge log lines
+/// and headers; no writer has a reason to use any of them. Refused here, such an id never
+/// reaches the database or the hub.
+fn check_id(id: &str, what: &str) -> Result<(), BadRequest> {
+    if id.len() > MAX_TASK_ID_LEN {
+        return Err(bad(&format!("{what} is too long")));
+    }
+    if id.chars().any(|c| c.is_ascii_control()) {
+        return Err(bad(&format!("{what} contains a control character")));
+    }
+    Ok(())
 }
 
 /// The cursor to resume from: the `Last-Event-ID` header (what EventSource sends on reconnect)
@@ -96,8 +110,10 @@ pub(crate) fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
         },
     };
     let before = match query_param(query, "before")? {
-        Some(id) if id.len() > MAX_TASK_ID_LEN => return Err(bad("before is too long")),
-        Some(id) if !id.is_empty() => Some(id),
+        Some(id) if !id.is_empty() => {
+            check_id(&id, "before")?;
+            Some(id)
+        }
         _ => None,
     };
     Ok(ListPage { limit, before })
@@ -168,6 +184,25 @@ mod tests {
         assert!(task_id("%zz").is_err());
         assert!(task_id("%ff").is_err()); // not UTF-8
         assert!(task_id(&"x".repeat(MAX_TASK_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn refuses_control_characters_after_decoding() {
+        for segment in ["a%00", "%0A", "a%0D%0Ab", "%09", "%1B[31m", "x%7F", "%1f"] {
+            let refused = task_id(segment).expect_err(segment);
+            assert!(
+                refused.0.contains("control character"),
+                "{segment}: {refused}"
+            );
+        }
+        // Not control characters: space, non-ASCII, and C1 code points (valid text, escaped in
+        // logs).
+        for segment in ["a%20b", "%C2%85", "%E2%80%A8", "%C3%A9"] {
+            assert!(task_id(segment).is_ok(), "{segment}");
+        }
+        assert!(list_page(Some("before=a%00")).is_err());
+        assert!(list_page(Some("before=a%0Ab")).is_err());
+        assert!(list_page(Some("before=a%7F")).is_err());
     }
 
     #[test]

@@ -5,23 +5,21 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
-use crate::db::TaskListing;
-use crate::http::auth::{self, Denied, Grant, TOKEN_COOKIE};
+use crate::db::{Cause, DbError, TaskListing};
+use crate::http::auth::{self, Denied, Grant};
+use crate::http::idle::{Activity, Tracked};
 use crate::http::request;
 use crate::http::response::{self, Body};
 use crate::viewer;
-
-/// Longest `/readyz` waits for PostgreSQL before answering `503`.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Seconds a client is told to wait (`retry-after`) when the server is full or the database is
 /// down.
@@ -35,11 +33,17 @@ const RETRY_AFTER_SECONDS: &str = "2";
 pub(crate) struct Router {
     app: Arc<App>,
     abort: ConnectionAbort,
+    /// The connection's open requests, counted for its idle timeout (HTTP/2 only).
+    activity: Option<Activity>,
 }
 
 impl Router {
-    pub(crate) fn new(app: Arc<App>, abort: ConnectionAbort) -> Router {
-        Router { app, abort }
+    pub(crate) fn new(app: Arc<App>, abort: ConnectionAbort, activity: Option<Activity>) -> Router {
+        Router {
+            app,
+            abort,
+            activity,
+        }
     }
 }
 
@@ -50,7 +54,14 @@ impl Service<Request<Incoming>> for Router {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.abort.clone());
-        Box::pin(handle(self.app.clone(), req))
+        let app = self.app.clone();
+        match self.activity.as_ref().map(Activity::enter) {
+            None => Box::pin(handle(app, req)),
+            Some(active) => Box::pin(async move {
+                let response = handle(app, req).await?;
+                Ok(response.map(|body| Tracked::new(body, active).boxed()))
+            }),
+        }
     }
 }
 
@@ -78,6 +89,7 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
         (&Method::GET, ["assets", name]) => asset(req, name),
         (&Method::POST, ["session"]) => session(app, req.headers()),
+        (&Method::DELETE, ["session"]) => end_session(app),
         (&Method::OPTIONS, ["metrics" | "session"] | ["tasks", _, "events", "stream"])
             if app.cors.is_some() =>
         {
@@ -93,7 +105,7 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
             | ["tasks", _]
             | ["assets", _],
         ) => response::method_not_allowed("GET"),
-        (_, ["session"]) => response::method_not_allowed("POST"),
+        (_, ["session"]) => response::method_not_allowed("POST, DELETE"),
         _ => response::error(StatusCode::NOT_FOUND, "no such path"),
     }
 }
@@ -103,18 +115,16 @@ fn healthz() -> Response<Body> {
     response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
-/// `200` when PostgreSQL answers, `503` otherwise or while the server drains.
+/// `200` when PostgreSQL answers, `503` otherwise or while the server drains. Answered from
+/// the shared health state, so a burst of probes costs the database one query.
 async fn readyz(app: &App) -> Response<Body> {
     if app.shutdown.is_triggered() {
         return unavailable("shutting down");
     }
-    match tokio::time::timeout(READY_TIMEOUT, app.db.ping()).await {
-        Ok(Ok(())) => response::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "not ready");
-            unavailable("database unavailable")
-        }
-        Err(_) => unavailable("database unavailable"),
+    if app.health.ready(&app.db).await {
+        response::json(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+    } else {
+        unavailable("database unavailable")
     }
 }
 
@@ -159,10 +169,7 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
             tasks.truncate(page.limit as usize);
             response::page(viewer::index_page(&tasks, &page, more))
         }
-        Err(error) => {
-            tracing::warn!(%error, "cannot list tasks");
-            unavailable("database unavailable")
-        }
+        Err(error) => database_failed(&error, "cannot list tasks"),
     }
 }
 
@@ -187,10 +194,7 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
     match task {
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
         Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
-        Err(error) => {
-            tracing::warn!(%error, "cannot read a task");
-            unavailable("database unavailable")
-        }
+        Err(error) => database_failed(&error, "cannot read a task"),
     }
 }
 
@@ -207,8 +211,9 @@ fn asset<B>(req: &Request<B>, name: &str) -> Response<Body> {
     }
 }
 
-/// `POST /session`: a valid bearer token becomes the `taskstream_token` cookie, so that a page
-/// can hand its token to EventSource (which cannot set headers).
+/// `POST /session`: a valid bearer token becomes the token cookie (see
+/// [`crate::http::cookie`]), so that a page can hand its token to EventSource (which cannot set
+/// headers).
 fn session(app: &App, headers: &HeaderMap) -> Response<Body> {
     let Some(auth) = &app.auth else {
         return response::error(StatusCode::NOT_FOUND, "authentication is off");
@@ -220,24 +225,34 @@ fn session(app: &App, headers: &HeaderMap) -> Response<Body> {
         Ok(grant) => grant,
         Err(denied) => return unauthorized(denied),
     };
-    let same_site = match &app.cors {
-        Some(cors) if cors.credentials() => "SameSite=None; Secure",
-        _ if app.tls => "SameSite=Lax; Secure",
-        _ => "SameSite=Lax",
-    };
-    let cookie = format!(
-        "{TOKEN_COOKIE}={token}; Max-Age={}; Path=/; HttpOnly; {same_site}",
-        grant.remaining().as_secs()
-    );
-    let mut answer = response::empty(StatusCode::NO_CONTENT);
-    match HeaderValue::from_str(&cookie) {
-        Ok(value) => {
-            answer.headers_mut().insert(SET_COOKIE, value);
-            answer
-        }
-        // A verified JWT is base64url and dots: it always fits in a header.
-        Err(_) => response::error(StatusCode::BAD_REQUEST, "token cannot be a cookie"),
+    with_cookies(
+        response::empty(StatusCode::NO_CONTENT),
+        app.cookies.set(&token, grant.remaining()),
+    )
+}
+
+/// `DELETE /session`: removes the token cookie (signing out). No token is needed: an expired
+/// one must be removable too, and removing a cookie grants nothing.
+fn end_session(app: &App) -> Response<Body> {
+    if app.auth.is_none() {
+        return response::error(StatusCode::NOT_FOUND, "authentication is off");
     }
+    with_cookies(response::empty(StatusCode::NO_CONTENT), app.cookies.clear())
+}
+
+/// `answer` with a `Set-Cookie` header per cookie.
+fn with_cookies(mut answer: Response<Body>, cookies: Vec<String>) -> Response<Body> {
+    for cookie in cookies {
+        match HeaderValue::from_str(&cookie) {
+            Ok(value) => {
+                answer.headers_mut().append(SET_COOKIE, value);
+            }
+            // A verified JWT is base64url and dots, and the attributes are ours: a cookie
+            // always fits in a header.
+            Err(_) => return response::error(StatusCode::BAD_REQUEST, "token cannot be a cookie"),
+        }
+    }
+    answer
 }
 
 /// A preflight `OPTIONS` (CORS on).
@@ -281,10 +296,7 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
     let position = match position {
         Ok(Some(position)) => position,
         Ok(None) => return response::error(StatusCode::NOT_FOUND, "no such task"),
-        Err(error) => {
-            tracing::warn!(%error, "cannot start a stream");
-            return unavailable("database unavailable");
-        }
+        Err(error) => return database_failed(&error, "cannot start a stream"),
     };
     if let Some(cursor) = &cursor
         && client_stream::already_complete(cursor, &position)
@@ -346,6 +358,29 @@ fn challenge(answer: &mut Response<Body>, denied: Denied) {
     answer
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+}
+
+/// The answer to a failed query, by who is to blame (see [`Cause`]): `400` for the request's
+/// data, `503` with `retry-after` for a database that is unavailable, `500` otherwise. Logged
+/// at the level each deserves: a client's mistake is no operator's concern.
+fn database_failed(error: &DbError, doing: &str) -> Response<Body> {
+    match error.cause() {
+        Cause::Request => {
+            tracing::debug!(%error, "{doing}: refused data");
+            response::error(
+                StatusCode::BAD_REQUEST,
+                "the database refused this request's data",
+            )
+        }
+        Cause::Unavailable => {
+            tracing::warn!(%error, "{doing}");
+            unavailable("database unavailable")
+        }
+        Cause::Server => {
+            tracing::error!(%error, "{doing}");
+            response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
 }
 
 /// `503` with a `retry-after` hint.

@@ -9,7 +9,8 @@
 //! times; the rarer paths (HTTP/2, TLS) are boxed so that they cost nothing to the common one.
 
 use std::fmt::Display;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::client_stream::ConnectionAbort;
+use crate::http::idle::Activity;
 use crate::http::router::Router;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
@@ -57,6 +59,7 @@ impl Protocols {
         http2
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEPALIVE)
+            .max_concurrent_streams(app.config.http2_max_streams)
             .max_header_list_size(u32::try_from(app.config.max_header_bytes).unwrap_or(u32::MAX));
         Protocols { http1, http2 }
     }
@@ -71,6 +74,7 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsA
         idle: Notify::new(),
     });
     let mut shutdown = app.shutdown.clone();
+    let limit = app.config.connection_limit();
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -83,6 +87,13 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsA
             },
             _ = shutdown.wait() => break,
         };
+        if usize::try_from(tracker.open.get()).unwrap_or(0) >= limit {
+            // Closed at once rather than left in the backlog: the client learns now, and a
+            // flood of connections costs no more than the limit.
+            app.metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        }
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let open = Tracker::open(&tracker);
@@ -186,23 +197,27 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let abort = ConnectionAbort::default();
-    let router = Router::new(app.clone(), abort.clone());
     let io = TokioIo::new(io);
     match protocol {
         Protocol::Http1 => {
+            let router = Router::new(app.clone(), abort.clone(), None);
             let connection = protocols.http1.serve_connection(io, router);
-            drive(connection, &app, abort).await;
+            drive(connection, &app, abort, Box::pin(std::future::pending())).await;
         }
         Protocol::Http2 => {
+            let activity = Activity::default();
+            let router = Router::new(app.clone(), abort.clone(), Some(activity.clone()));
             let connection = protocols.http2.serve_connection(io, router);
-            Box::pin(drive(connection, &app, abort)).await;
+            let idle = Box::pin(activity.idle_for(app.config.idle_timeout));
+            Box::pin(drive(connection, &app, abort, idle)).await;
         }
     }
 }
 
-/// Serves a connection until it ends or is aborted. On shutdown it stops taking new requests
+/// Serves a connection until it ends or is aborted. On shutdown, or once `idle` resolves (an
+/// HTTP/2 connection with no open stream for the idle timeout), it stops taking new requests
 /// and finishes the ones in flight (a stream's own task ends its body).
-async fn drive<C>(connection: C, app: &App, abort: ConnectionAbort)
+async fn drive<C>(connection: C, app: &App, abort: ConnectionAbort, mut idle: Idle)
 where
     C: GracefulConnection,
     C::Error: Display,
@@ -226,9 +241,18 @@ where
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
+            () = idle.as_mut(), if !draining => {
+                tracing::debug!("connection closed: idle");
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
         }
     }
 }
+
+/// Resolves when a connection has been idle too long; never, for HTTP/1 (boxed: a pending
+/// future is zero-sized, so that costs HTTP/1 connections no allocation).
+type Idle = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Which protocol a cleartext client speaks.
 enum Protocol {

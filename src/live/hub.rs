@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::MissedTickBehavior;
 
-use crate::db::{Db, TaskPosition};
+use crate::db::{Cause, Db, PageLimit, TaskPosition};
 use crate::live::notice::Notice;
 use crate::live::tail::{self, Live, TailHandle};
 use crate::metrics::Metrics;
@@ -35,8 +35,8 @@ struct HubInner {
     tails: Mutex<HashMap<Arc<str>, TailEntry>>,
     /// Where tails read rows.
     db: Db,
-    /// Rows per tail read.
-    batch: i64,
+    /// How much one tail read may return.
+    limit: PageLimit,
     /// Counters (live tails).
     metrics: Arc<Metrics>,
     /// Wakes the poller before its next tick (LISTEN reconnected, or an unaddressed notice).
@@ -61,13 +61,13 @@ pub(crate) struct Subscription {
 }
 
 impl Hub {
-    /// A hub whose tails read from `db`, `batch` rows at a time.
-    pub(crate) fn new(db: Db, batch: i64, metrics: Arc<Metrics>) -> Hub {
+    /// A hub whose tails read from `db`, within `limit` at a time.
+    pub(crate) fn new(db: Db, limit: PageLimit, metrics: Arc<Metrics>) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
                 tails: Mutex::new(HashMap::new()),
                 db,
-                batch,
+                limit,
                 metrics,
                 poll_now: Notify::new(),
             }),
@@ -82,7 +82,7 @@ impl Hub {
         let entry = tails.entry(task_id.clone()).or_insert_with(|| {
             self.inner.metrics.live_tails.inc();
             TailEntry {
-                tail: tail::spawn(task_id.clone(), self.inner.db.clone(), self.inner.batch),
+                tail: tail::spawn(task_id.clone(), self.inner.db.clone(), self.inner.limit),
                 subscribers: 0,
             }
         });
@@ -137,16 +137,31 @@ impl Hub {
         }
     }
 
+    /// One poll tick. A chunk that fails because of its data (an id PostgreSQL cannot take
+    /// fails the whole batch) is halved until the id is alone, so that it never stops delivery
+    /// for the others; the tick goes on with the next chunk. Any other failure (an unavailable
+    /// database) ends the tick early, since every chunk would fail alike.
     async fn poll_once(&self) {
         let watched: Vec<Arc<str>> = self.inner.lock().keys().cloned().collect();
-        for chunk in watched.chunks(POLL_CHUNK) {
+        let mut pending: Vec<&[Arc<str>]> = watched.chunks(POLL_CHUNK).rev().collect();
+        while let Some(chunk) = pending.pop() {
             let ids: Vec<&str> = chunk.iter().map(|id| &**id).collect();
             let mut found: HashMap<String, TaskPosition> = match self.inner.db.positions(&ids).await
             {
                 Ok(rows) => rows.into_iter().collect(),
-                Err(error) => {
+                Err(error) if error.cause() != Cause::Request => {
                     tracing::warn!(%error, "poll failed; retrying at the next tick");
                     return;
+                }
+                Err(error) if chunk.len() > 1 => {
+                    tracing::debug!(%error, tasks = chunk.len(), "poll batch refused; halving it");
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    pending.extend([second, first]);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(task = %chunk[0], %error, "cannot poll this task");
+                    continue;
                 }
             };
             let tails = self.inner.lock();
@@ -179,5 +194,55 @@ impl Drop for Subscription {
                 self.hub.metrics.live_tails.dec();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_postgres::NoTls;
+
+    use super::*;
+    use crate::db;
+    use crate::embedded_pg::Cluster;
+    use crate::live::tail::Live;
+
+    /// An id PostgreSQL cannot take (a NUL) in the watched set fails the batched poll of its
+    /// chunk; the chunk is halved until that id is alone, and every other task is observed.
+    /// (Requests cannot bring such an id any more; this is the poll's own guard.)
+    #[tokio::test]
+    async fn an_id_the_database_refuses_does_not_stop_the_poll() {
+        let cluster = tokio::task::spawn_blocking(Cluster::start)
+            .await
+            .expect("cluster thread")
+            .expect("a private cluster");
+        let url = cluster.url("postgres");
+        db::apply_schema(&url).await.expect("schema");
+        let (writer, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        db::start_task(&writer, "good", "a good task")
+            .await
+            .expect("task");
+        db::insert_event(&writer, "good", "s1", "assistant", "hello")
+            .await
+            .expect("event");
+
+        let metrics = Arc::new(Metrics::default());
+        let config = db::pg_config(&url).expect("url");
+        let pool = Db::new(config, 2, Duration::from_secs(5), metrics.clone());
+        let limit = PageLimit {
+            rows: 100,
+            bytes: 1 << 20,
+        };
+        let hub = Hub::new(pool, limit, metrics);
+        let _bad = hub.subscribe("bad\0id");
+        let mut good = hub.subscribe("good");
+        hub.poll_once().await;
+        let observed = tokio::time::timeout(Duration::from_secs(10), good.live.recv()).await;
+        assert!(
+            matches!(observed, Ok(Ok(Live::Advanced { seq: 1, .. }))),
+            "{observed:?}"
+        );
     }
 }

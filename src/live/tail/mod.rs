@@ -17,8 +17,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use self::plan::{Head, OnEvent, Step};
-use crate::db::{Db, DbError, Session, TaskPosition};
+use self::plan::{Head, LargeFrames, OnEvent, Step};
+use crate::db::{Db, DbError, PageLimit, Session, TaskPosition};
 use crate::live::notice::NotifiedEvent;
 use crate::wire::event;
 
@@ -81,17 +81,19 @@ enum TailMsg {
     Observed(Option<TaskPosition>),
 }
 
-/// Starts the tail of `task_id`, which reads rows from `db`, `batch` at a time.
-pub(crate) fn spawn(task_id: Arc<str>, db: Db, batch: i64) -> TailHandle {
+/// Starts the tail of `task_id`, which reads rows from `db`, within `limit` at a time (whose
+/// bytes also bound the large frames its ring holds for subscribers that have not read them).
+pub(crate) fn spawn(task_id: Arc<str>, db: Db, limit: PageLimit) -> TailHandle {
     let (inbox, queue) = mpsc::channel(INBOX_CAPACITY);
     let (live, _) = broadcast::channel(LIVE_CAPACITY);
     let resync = Arc::new(Resync::default());
     let tail = Tail {
         task_id,
         db,
-        batch,
+        limit,
         live: live.clone(),
         head: None,
+        large: LargeFrames::default(),
     };
     tokio::spawn(tail.run(queue, resync.clone()));
     TailHandle {
@@ -155,12 +157,14 @@ impl Resync {
 struct Tail {
     task_id: Arc<str>,
     db: Db,
-    /// Rows per read.
-    batch: i64,
+    /// How much one read may return.
+    limit: PageLimit,
     live: broadcast::Sender<Live>,
     /// `None` until the first position read: a new tail publishes nothing until it knows where
     /// it stands.
     head: Option<Head>,
+    /// The large frames in the ring that a subscriber may not have read yet.
+    large: LargeFrames,
 }
 
 impl Tail {
@@ -255,7 +259,7 @@ impl Tail {
                     session: Some(session.clone()),
                     seq,
                 });
-                let _ = self.live.send(Live::Advanced { session, seq });
+                self.broadcast(Live::Advanced { session, seq });
             }
             Step::Read(from) => {
                 let session = from.session.clone();
@@ -276,9 +280,8 @@ impl Tail {
     async fn publish_rows(&mut self, session: Arc<Session>) -> Result<(), DbError> {
         loop {
             let after = self.head.as_ref().map_or(0, |head| head.seq);
-            let rows = self.db.events(&session.id, after, self.batch).await?;
-            let full = rows.len() as i64 == self.batch;
-            for row in rows {
+            let page = self.db.events(&session.id, after, self.limit).await?;
+            for row in page.rows {
                 self.publish(
                     session.clone(),
                     row.seq,
@@ -287,7 +290,7 @@ impl Tail {
                     None,
                 );
             }
-            if !full {
+            if !page.more {
                 return Ok(());
             }
         }
@@ -306,21 +309,40 @@ impl Tail {
             session: Some(session.clone()),
             seq,
         });
-        // No subscriber listening right now is not an error: they read the table.
-        let _ = self.live.send(Live::Event(Arc::new(LiveEvent {
-            session,
-            seq,
-            frame,
-            notified_at,
-        })));
+        if self
+            .large
+            .admit(frame.len(), self.live.len(), self.limit.bytes)
+        {
+            self.broadcast(Live::Event(Arc::new(LiveEvent {
+                session,
+                seq,
+                frame,
+                notified_at,
+            })));
+        } else {
+            // The ring already holds as many large frames as a subscriber that stopped reading
+            // may pin: this one is read from the table by whoever needs it, at their own pace.
+            self.broadcast(Live::Advanced { session, seq });
+        }
     }
 
-    fn publish_complete(&self) {
+    fn publish_complete(&mut self) {
         let head = self
             .head
             .as_ref()
             .and_then(|head| Some((head.session.clone()?, head.seq)));
-        let _ = self.live.send(Live::Complete { head });
+        self.broadcast(Live::Complete { head });
+    }
+
+    /// Sends a message to every subscriber, counting it for [`LargeFrames`]. No subscriber
+    /// listening right now is not an error: they read the table.
+    fn broadcast(&mut self, live: Live) {
+        let frame = match &live {
+            Live::Event(event) => event.frame.len(),
+            Live::Advanced { .. } | Live::Complete { .. } => 0,
+        };
+        self.large.sent(frame);
+        let _ = self.live.send(live);
     }
 
     fn read_failed(&self, error: &DbError) {

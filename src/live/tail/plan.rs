@@ -1,9 +1,15 @@
 //! A tail's decisions, apart from I/O: what a notification or an observed position asks of it.
 //! The tail task (the parent module) carries them out.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::db::{Session, TaskPosition};
+
+/// Frames at most this large always go into the ring: every event a notification carries is
+/// smaller (PostgreSQL caps payloads at 8000 bytes), so the ring holds at most its capacity
+/// times this of them, and live delivery of ordinary events is never turned into reads.
+pub(super) const SMALL_FRAME: usize = 8 * 1024;
 
 /// Where a tail stands once it has read its position.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +18,44 @@ pub(super) struct Head {
     pub(super) session: Option<Arc<Session>>,
     /// The last seq published in that session.
     pub(super) seq: i64,
+}
+
+/// The large frames a tail has sent to its ring that a subscriber may not have read yet. A
+/// subscriber that stops reading pins every message after its position until the ring wraps,
+/// so without a bound a handful of slow clients on a session of large events would pin the
+/// ring's capacity times the largest event. Large frames beyond the budget are not sent: the
+/// tail announces the event instead, and subscribers read it from the table at their own pace.
+#[derive(Debug, Default)]
+pub(super) struct LargeFrames {
+    /// Messages sent to the ring so far.
+    sent: u64,
+    /// The number (in `sent` order) and size of each large frame that may still be held.
+    held: VecDeque<(u64, usize)>,
+}
+
+impl LargeFrames {
+    /// Whether a frame of `len` bytes may go into the ring, which still holds its `queued`
+    /// most recent messages (`broadcast::Sender::len`), within `budget` bytes of large frames.
+    /// The first large frame always may: an event is held whole however large.
+    pub(super) fn admit(&mut self, len: usize, queued: usize, budget: usize) -> bool {
+        let oldest_queued = self.sent.saturating_sub(queued as u64);
+        while self.held.front().is_some_and(|&(n, _)| n < oldest_queued) {
+            self.held.pop_front();
+        }
+        if len <= SMALL_FRAME {
+            return true;
+        }
+        let held: usize = self.held.iter().map(|&(_, size)| size).sum();
+        held == 0 || held + len <= budget
+    }
+
+    /// Counts a message sent to the ring, with `frame` bytes of event frame (0 for others).
+    pub(super) fn sent(&mut self, frame: usize) {
+        if frame > SMALL_FRAME {
+            self.held.push_back((self.sent, frame));
+        }
+        self.sent += 1;
+    }
 }
 
 /// What to do with an event notification.
@@ -144,6 +188,38 @@ mod tests {
             session: Some(session.clone()),
             seq,
         }
+    }
+
+    #[test]
+    fn small_frames_always_go_into_the_ring() {
+        let mut large = LargeFrames::default();
+        for _ in 0..1000 {
+            assert!(large.admit(SMALL_FRAME, 256, 0));
+            large.sent(SMALL_FRAME);
+        }
+    }
+
+    #[test]
+    fn large_frames_unread_by_a_subscriber_are_bounded_in_bytes() {
+        const MB: usize = 1_000_000;
+        let mut large = LargeFrames::default();
+        // Nothing read: the first large frame goes in whole, however large; then up to the
+        // budget; beyond it, none (each refusal still sends a message: the announcement).
+        assert!(large.admit(3 * MB, 0, 2 * MB), "one event is held whole");
+        large.sent(3 * MB);
+        assert!(!large.admit(MB, 1, 2 * MB));
+        large.sent(0);
+        assert!(large.admit(100, 2, 2 * MB), "small frames still go");
+        large.sent(100);
+        // Every subscriber has read everything: nothing is held any more.
+        assert!(large.admit(MB, 0, 2 * MB));
+        large.sent(MB);
+        assert!(large.admit(MB, 1, 2 * MB), "1 + 1 MB fit in 2");
+        large.sent(MB);
+        assert!(!large.admit(MB, 2, 2 * MB), "1 + 1 + 1 MB do not");
+        large.sent(0);
+        // The older of the two was read (only the last two messages are queued).
+        assert!(large.admit(MB, 2, 2 * MB));
     }
 
     #[test]

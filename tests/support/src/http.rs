@@ -10,6 +10,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::sse_parser::{SseEvent, SseParser};
@@ -63,14 +64,29 @@ impl Response {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        Response::exchange(stream, method, &addr.to_string(), path, headers).await
+    }
+
+    /// Sends `method path` to `host` with `headers` and an empty body as HTTP/1.1 over `io`
+    /// (a TLS stream, say).
+    pub async fn exchange<I>(
+        io: I,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", addr.to_string());
+            .header("host", host);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

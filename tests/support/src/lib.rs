@@ -22,18 +22,24 @@
 //! - [`e2e`]: programs as child processes: Chromium, Node and Python clients this project did
 //!   not write, and Node scripts of `tests/e2e`.
 //! - [`js_client`]: clients of the project's `taskstream.js` in Node or Chromium, and their logs.
+//! - [`child`]: the `taskstream` binary itself as a child process.
+//! - [`pg_proxy`]: a proxy in front of the cluster that freezes, or refuses startup options
+//!   as PgBouncer does; [`tls`]: a self-signed certificate and a client that trusts it.
 
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod auth;
+pub mod child;
 pub mod cluster;
 pub mod e2e;
 pub mod http;
 pub mod js_client;
 pub mod ledger;
 pub mod load;
+pub mod pg_proxy;
 pub mod raw_client;
 pub mod server;
 pub mod sse_parser;
+pub mod tls;
 pub mod wait;
 pub mod writer;

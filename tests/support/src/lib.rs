@@ -17,6 +17,10 @@
 //! - [`sse_parser`]: the WHATWG event-stream parser both clients read with.
 //! - [`ledger`]: what a client must receive and what it did: `follow`, `committed`,
 //!   `assert_exact`, `assert_ledger`.
+//! - [`metrics`]: `GET /metrics` parsed.
+//! - [`nats`]: bus mode: a private NATS server, the bus configuration, and what PostgreSQL and
+//!   NATS show of listeners and subscriptions; [`instance`]: an instance as a child process
+//!   (for SIGKILL).
 //! - [`wait`]: how long a test waits, and waiting for a condition.
 //! - [`load`]: the size of the load tests.
 //! - [`e2e`]: programs this project did not write (Chromium, Node, Python) as child processes.
@@ -27,8 +31,11 @@ pub mod auth;
 pub mod cluster;
 pub mod e2e;
 pub mod http;
+pub mod instance;
 pub mod ledger;
 pub mod load;
+pub mod metrics;
+pub mod nats;
 pub mod raw_client;
 pub mod server;
 pub mod sse_parser;

@@ -46,6 +46,7 @@ pub struct NatsServer {
     port: u16,
     /// The HTTP monitoring port on 127.0.0.1 (`/varz`, `/subsz`, `/connz`).
     monitor_port: u16,
+    /// The watchdog the server runs under; commands go through the lock.
     watchdog: Mutex<Watchdog>,
 }
 

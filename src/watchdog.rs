@@ -43,9 +43,11 @@ rm -rf "$dir"
 /// A watchdog and the pipes to it.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
+    /// The `sh` running the script, reaped by [`Watchdog::close`].
     child: Child,
     /// Closing this (by [`Watchdog::close`] or by process exit) stops everything.
     commands: Option<ChildStdin>,
+    /// One line per command.
     replies: BufReader<ChildStdout>,
     /// Which server it runs, for messages.
     what: &'static str,

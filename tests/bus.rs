@@ -112,12 +112,12 @@ async fn five_instances_two_listeners_and_exact_ledgers() {
     let config = bus_config(&nats, 2);
     let instances =
         join_all((0..5).map(|_| TestServer::start_on(config.clone(), url.clone()))).await;
-    eventually("two seats held", || {
-        instances
-            .iter()
-            .map(|i| bus(i).pg_listener_seat.get())
-            .sum::<i64>()
-            == 2
+    eventually("two seats held, every instance on the bus", || {
+        let sum =
+            |gauge: fn(&BusMetrics) -> i64| instances.iter().map(|i| gauge(bus(i))).sum::<i64>();
+        sum(|b| b.pg_listener_seat.get()) == 2
+            && sum(|b| b.pg_listener.get()) == 2
+            && sum(|b| b.nats_connected.get()) == 5
     })
     .await;
     let db = connect(&url).await;
@@ -171,6 +171,11 @@ async fn five_instances_two_listeners_and_exact_ledgers() {
     stop.store(true, Ordering::Relaxed);
     let most = sampler.await.expect("sampler");
     assert!(most <= 2, "{most} LISTEN backends at once");
+    let heard_from_postgres = instances
+        .iter()
+        .filter(|i| i.handle.metrics().notifications.get() > 0)
+        .count();
+    assert_eq!(heard_from_postgres, 2, "PostgreSQL notified two instances");
     for instance in instances.iter().filter(|i| bus(i).pg_listener.get() == 0) {
         assert!(
             bus(instance).nats_received.get() > 0,
@@ -230,7 +235,15 @@ async fn killed_listeners_are_replaced_and_nothing_is_lost() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await; // the writers are writing
+    eventually_async("the writer is half-way", || async {
+        let written: i64 = db
+            .query_one("SELECT count(*) FROM agent_events", &[])
+            .await
+            .expect("count events")
+            .get(0);
+        written >= 100
+    })
+    .await;
     for n in holders.iter().rev() {
         instances.remove(*n).kill().await;
     }

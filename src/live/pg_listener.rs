@@ -4,8 +4,9 @@
 //! In plain mode it LISTENs all the time. In bus mode ([`crate::live::bus`]) it first competes
 //! for one of the `--pg-listeners` listener seats ([`crate::db::seats`]): while it holds one it
 //! LISTENs and republishes every notification to NATS; otherwise it LISTENs only while NATS is
-//! down and fallback is on. The seat is a lock of this connection's session, so it is freed the
-//! moment the connection ends, and another instance takes it at its next try.
+//! down and fallback is on (and stops competing meanwhile). The seat is a lock of this
+//! connection's session, so it is freed the moment the connection ends, and another instance
+//! takes it at its next try.
 //!
 //! When it drops (PostgreSQL restarted, backend terminated) it reconnects with capped backoff,
 //! re-issues LISTEN, and has the hub re-check every watched task, because notifications sent
@@ -88,7 +89,7 @@ pub(crate) async fn run(
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     let mut connected_before = false;
-    let mut session = Session {
+    let session = Session {
         mode,
         hub: &hub,
         metrics: &metrics,
@@ -124,9 +125,10 @@ pub(crate) async fn run(
     }
 }
 
-/// What one connection's life needs; the mode outlives connections.
+/// What each connection's life needs; it outlives connections.
 struct Session<'a> {
     mode: Mode,
+    /// Where notifications go, and who re-checks every task after a gap in listening.
     hub: &'a Hub,
     metrics: &'a Metrics,
 }
@@ -136,7 +138,7 @@ impl Session<'_> {
     /// decides about the seat and the LISTEN, until it ends. `Ok` means it was established and
     /// later lost; `Err` that it could not be established.
     async fn run(
-        &mut self,
+        &self,
         config: &tokio_postgres::Config,
         ready: &mut Ready,
         reconnect: bool,
@@ -170,16 +172,7 @@ impl Session<'_> {
             }
         };
         let mut established = false;
-        let steer = steer(
-            &client,
-            &self.mode,
-            &publishing,
-            hub,
-            metrics,
-            ready,
-            reconnect,
-            &mut established,
-        );
+        let steer = self.steer(&client, &publishing, ready, reconnect, &mut established);
         let ended = tokio::select! {
             ended = drive => ended,
             failed = steer => failed.map(|never| match never {}),
@@ -194,80 +187,82 @@ impl Session<'_> {
             Ok(()) => Ok(()),
         }
     }
-}
 
-/// Takes a seat when there is one to take, LISTENs or UNLISTENs as [`should_listen`] says, and
-/// waits for what may change that: a seat to try for again, NATS going down or up. Returns only
-/// when a statement fails (the connection is going away).
-#[allow(clippy::too_many_arguments)] // one connection's state, borrowed from its session
-async fn steer(
-    client: &Client,
-    mode: &Mode,
-    publishing: &AtomicBool,
-    hub: &Hub,
-    metrics: &Metrics,
-    ready: &mut Ready,
-    reconnect: bool,
-    established: &mut bool,
-) -> Result<Infallible, tokio_postgres::Error> {
-    let mut nats_up = match mode {
-        Mode::Bus { bus, .. } => Some(bus.up.clone()),
-        Mode::Plain => None,
-    };
-    let mut seat = None;
-    let mut listening = false;
-    loop {
-        if let Mode::Bus { seats: count, .. } = mode
-            && seat.is_none()
-        {
-            seat = seats::take_seat(client, *count).await?;
-            if let Some(seat) = seat {
-                tracing::info!(
-                    seat,
-                    "holding a PostgreSQL listener seat: LISTEN and publish"
-                );
-                metrics.bus.pg_listener_seat.set(1);
-                publishing.store(true, Ordering::Relaxed);
+    /// Takes a seat when there is one to take, LISTENs or UNLISTENs as [`should_listen`] says,
+    /// and waits for what may change that: a seat to try for again, NATS going down or up.
+    /// Returns only when a statement fails (the connection is going away). `established` is set
+    /// once the connection is in the state it should be in.
+    async fn steer(
+        &self,
+        client: &Client,
+        publishing: &AtomicBool,
+        ready: &mut Ready,
+        reconnect: bool,
+        established: &mut bool,
+    ) -> Result<Infallible, tokio_postgres::Error> {
+        let (mode, hub, metrics) = (&self.mode, self.hub, self.metrics);
+        let mut nats_up = match mode {
+            Mode::Bus { bus, .. } => Some(bus.up.clone()),
+            Mode::Plain => None,
+        };
+        let mut seat = None;
+        let mut listening = false;
+        loop {
+            // Not while listening in fallback: a LISTEN connection runs nothing after its LISTEN,
+            // so that `pg_stat_activity` shows truly which backends listen.
+            if let Mode::Bus { seats: count, .. } = mode
+                && seat.is_none()
+                && !listening
+            {
+                seat = seats::take_seat(client, *count).await?;
+                if let Some(seat) = seat {
+                    tracing::info!(
+                        seat,
+                        "holding a PostgreSQL listener seat: LISTEN and publish"
+                    );
+                    metrics.bus.pg_listener_seat.set(1);
+                    publishing.store(true, Ordering::Relaxed);
+                }
             }
-        }
-        let listen = should_listen(mode, seat.is_some());
-        if listen != listening {
-            let statement = if listen {
-                db::listen_statement()
-            } else {
-                db::UNLISTEN_STATEMENT.to_owned()
-            };
-            client.batch_execute(&statement).await?;
-            listening = listen;
-            metrics.bus.pg_listener.set(i64::from(listen));
-            if listen {
-                // Whatever was notified while no LISTEN was in place is lost: re-check
-                // everything.
-                hub.poll_now();
+            let listen = should_listen(mode, seat.is_some());
+            if listen != listening {
+                let statement = if listen {
+                    db::listen_statement()
+                } else {
+                    db::UNLISTEN_STATEMENT.to_owned()
+                };
+                client.batch_execute(&statement).await?;
+                listening = listen;
+                metrics.bus.pg_listener.set(i64::from(listen));
+                if listen {
+                    // Whatever was notified while no LISTEN was in place is lost: re-check
+                    // everything.
+                    hub.poll_now();
+                }
             }
-        }
-        if !*established {
-            *established = true;
-            if reconnect {
-                metrics.listen_reconnects.inc();
+            if !*established {
+                *established = true;
+                if reconnect {
+                    metrics.listen_reconnects.inc();
+                }
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+                tracing::debug!("LISTEN connection established");
             }
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(Ok(()));
+            match &mut nats_up {
+                None => return std::future::pending().await,
+                Some(nats_up) => wait_for_change(seat.is_none() && !listening, nats_up).await,
             }
-            tracing::debug!("LISTEN connection established");
-        }
-        match &mut nats_up {
-            None => return std::future::pending().await,
-            Some(nats_up) => wait_for_change(seat.is_some(), nats_up).await,
         }
     }
 }
 
-/// Waits for a reason to steer again: the next seat try (while holding none), or NATS going
+/// Waits for a reason to steer again: the next seat try (when `contending`), or NATS going
 /// down or up.
-async fn wait_for_change(holds_seat: bool, nats_up: &mut watch::Receiver<bool>) {
+async fn wait_for_change(contending: bool, nats_up: &mut watch::Receiver<bool>) {
     tokio::select! {
-        _ = tokio::time::sleep(SEAT_RETRY), if !holds_seat => {}
+        _ = tokio::time::sleep(SEAT_RETRY), if contending => {}
         changed = nats_up.changed() => {
             if changed.is_err() {
                 // The bus is gone, which happens only when the server stops.

@@ -90,7 +90,9 @@ fn readable(path: &Path, flag: &str) -> Result<(), BusError> {
 /// Follows the connection's state and publishes whether it is up.
 pub(super) struct Link {
     pub(super) client: async_nats::Client,
+    /// Woken by every event of the client (connected, disconnected, errors).
     pub(super) wake: Arc<Notify>,
+    /// Whether NATS is up, for the LISTEN connection (which falls back while it is not).
     pub(super) up: watch::Sender<bool>,
     /// Re-checks every watched task when NATS comes back, for what was missed while it was down.
     pub(super) hub: Hub,

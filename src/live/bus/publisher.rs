@@ -20,7 +20,9 @@ const QUEUE: usize = 4096;
 /// The LISTEN connection's end of the queue.
 #[derive(Debug)]
 pub(crate) struct Publisher {
+    /// Subjects and payloads for the publishing task.
     queue: mpsc::Sender<(String, Bytes)>,
+    /// `--nats-subject-prefix`.
     prefix: Arc<str>,
 }
 

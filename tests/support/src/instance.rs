@@ -14,7 +14,9 @@ use crate::wait::WAIT;
 
 /// A running `taskstream` process.
 pub struct ChildInstance {
+    /// The process; killed if this is dropped first.
     child: Child,
+    /// Where it serves (it listened on port 0 and said where).
     addr: SocketAddr,
 }
 

@@ -57,13 +57,21 @@ pub(crate) enum Mode {
     },
 }
 
-/// Whether the connection should LISTEN: always in plain mode; in bus mode while it holds a
-/// seat, or while NATS is down if fallback is on.
-fn should_listen(mode: &Mode, holds_seat: bool) -> bool {
-    match mode {
-        Mode::Plain => true,
-        Mode::Bus { fallback, bus, .. } => holds_seat || (*fallback && !*bus.up.borrow()),
+impl Mode {
+    /// Whether the connection should LISTEN now: always in plain mode, and in bus mode as
+    /// [`bus_listens`] says.
+    fn listens(&self, holds_seat: bool) -> bool {
+        match self {
+            Mode::Plain => true,
+            Mode::Bus { fallback, bus, .. } => bus_listens(holds_seat, *fallback, *bus.up.borrow()),
+        }
     }
+}
+
+/// Whether a LISTEN connection in bus mode should LISTEN: while it holds a seat (to republish),
+/// or while NATS is down if fallback is on (to deliver by itself).
+fn bus_listens(holds_seat: bool, fallback: bool, nats_up: bool) -> bool {
+    holds_seat || (fallback && !nats_up)
 }
 
 /// The sender of the first "LISTEN connection ready" (or of the error that prevented it).
@@ -188,7 +196,7 @@ impl Session<'_> {
         }
     }
 
-    /// Takes a seat when there is one to take, LISTENs or UNLISTENs as [`should_listen`] says,
+    /// Takes a seat when there is one to take, LISTENs or UNLISTENs as [`Mode::listens`] says,
     /// and waits for what may change that: a seat to try for again, NATS going down or up.
     /// Returns only when a statement fails (the connection is going away). `established` is set
     /// once the connection is in the state it should be in.
@@ -224,7 +232,7 @@ impl Session<'_> {
                     publishing.store(true, Ordering::Relaxed);
                 }
             }
-            let listen = should_listen(mode, seat.is_some());
+            let listen = mode.listens(seat.is_some());
             if listen != listening {
                 let statement = if listen {
                     db::listen_statement()
@@ -269,5 +277,31 @@ async fn wait_for_change(contending: bool, nats_up: &mut watch::Receiver<bool>) 
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_bus_mode_seat_holders_listen_and_others_only_in_fallback() {
+        for nats_up in [true, false] {
+            for fallback in [true, false] {
+                assert!(
+                    bus_listens(true, fallback, nats_up),
+                    "a holder always listens"
+                );
+            }
+        }
+        assert!(!bus_listens(false, true, true), "NATS up: the bus delivers");
+        assert!(
+            bus_listens(false, true, false),
+            "NATS down: fall back to LISTEN"
+        );
+        assert!(
+            !bus_listens(false, false, false),
+            "--nats-fallback false: the poll"
+        );
     }
 }

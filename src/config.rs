@@ -93,6 +93,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// as long as its output (RFC 7518, section 3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// PostgreSQL listeners in bus mode: at most this many instances LISTEN, whatever the number of
+/// instances. Two, so that losing one still leaves a publisher while a third takes its seat.
+pub const DEFAULT_PG_LISTENERS: u16 = 2;
+
+/// The first token of every NATS subject of bus mode.
+pub const DEFAULT_NATS_SUBJECT_PREFIX: &str = "taskstream";
+
 /// The default log filter (`tracing_subscriber::EnvFilter` syntax).
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -209,7 +216,7 @@ pub struct Config {
     /// /healthz and /readyz (off when unset). Prefer --jwt-secret-file: arguments show in `ps`.
     #[arg(long, env = "TASKSTREAM_JWT_SECRET", hide_env_values = true,
           conflicts_with = "jwt_secret_file",
-          value_parser = |text: &str| Ok::<_, String>(Secret(text.as_bytes().to_vec())))]
+          value_parser = parse_secret)]
     pub jwt_secret: Option<Secret>,
 
     /// Read the JWT secret from this file (its content, less one trailing line break).
@@ -245,6 +252,70 @@ pub struct Config {
     /// unset.
     #[command(flatten)]
     pub tls: Option<TlsFiles>,
+
+    /// Bus mode: notifications fanned out over NATS, with few PostgreSQL listeners.
+    #[command(flatten)]
+    pub bus: BusConfig,
+}
+
+/// Bus mode (on when `--nats-url` is set): at most `--pg-listeners` instances LISTEN to
+/// PostgreSQL and republish each notification to NATS, where every instance subscribes to the
+/// tasks it watches.
+#[derive(Debug, Clone, Args)]
+pub struct BusConfig {
+    /// A NATS server (repeatable, for a cluster): turns bus mode on. `nats://host:4222`,
+    /// `tls://host:4222` to require TLS, `nats://user:password@host:4222` to log in.
+    #[arg(
+        long = "nats-url",
+        env = "TASKSTREAM_NATS_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub nats_urls: Vec<String>,
+
+    /// Instances that LISTEN to PostgreSQL at once in bus mode (chosen by advisory locks).
+    #[arg(long, env = "TASKSTREAM_PG_LISTENERS", default_value_t = DEFAULT_PG_LISTENERS,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pg_listeners: u16,
+
+    /// While NATS is unreachable, LISTEN to PostgreSQL (true) or rely on the poll (false, which
+    /// keeps the cap on listeners).
+    #[arg(long, env = "TASKSTREAM_NATS_FALLBACK", default_value_t = true, action = ArgAction::Set)]
+    pub nats_fallback: bool,
+
+    /// First token(s) of the NATS subjects; deployments (databases) sharing a NATS account need
+    /// different ones.
+    #[arg(long, env = "TASKSTREAM_NATS_SUBJECT_PREFIX", default_value = DEFAULT_NATS_SUBJECT_PREFIX,
+          value_parser = parse_subject_prefix)]
+    pub nats_subject_prefix: String,
+
+    /// NATS credentials file (user JWT and NKey seed).
+    #[arg(long, env = "TASKSTREAM_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// NATS authentication token.
+    #[arg(long, env = "TASKSTREAM_NATS_TOKEN", hide_env_values = true,
+          value_parser = parse_secret)]
+    pub nats_token: Option<Secret>,
+
+    /// CA certificate(s) (PEM) that the NATS server's certificate must chain to; requires TLS.
+    #[arg(long, env = "TASKSTREAM_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for NATS servers that verify clients; with --nats-tls-key.
+    #[arg(long, env = "TASKSTREAM_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TASKSTREAM_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+impl BusConfig {
+    /// Whether bus mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.nats_urls.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -295,6 +366,17 @@ impl Config {
                 "--cors-credentials without TLS or --cookie-secure: browsers send a cookie \
                  cross-site only when it is Secure, so the token cookie stays SameSite=Lax"
             );
+        }
+        if self.bus.enabled() && !self.notify {
+            errors.push(
+                "--nats-url needs --notify: bus mode republishes PostgreSQL notifications"
+                    .to_owned(),
+            );
+        }
+        for url in &self.bus.nats_urls {
+            if let Err(error) = url.parse::<async_nats::ServerAddr>() {
+                errors.push(format!("--nats-url {url:?} is not a NATS URL: {error}"));
+            }
         }
         if self.pool_size > 1 && self.max_replays >= self.pool_size {
             // Client reads must leave the tails, the poll and /readyz a connection.
@@ -384,6 +466,18 @@ impl Config {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub Vec<u8>);
 
+impl Secret {
+    /// The secret as text, when it is UTF-8 (one given on the command line always is).
+    pub(crate) fn as_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+/// A secret given on the command line or in the environment.
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret(text.as_bytes().to_vec()))
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
@@ -453,6 +547,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("a duration must be greater than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// Checks a NATS subject prefix: one or more tokens of letters, digits, `-` and `_`, separated
+/// by dots (no wildcard, no whitespace, no empty token).
+fn parse_subject_prefix(text: &str) -> Result<String, String> {
+    let valid = text.split('.').all(|token| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a subject prefix like `taskstream` or `prod.taskstream`"
+        ))
+    }
 }
 
 /// How a default duration is shown in `--help` (and parsed back by [`parse_duration`]).
@@ -598,6 +710,56 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["taskstream", "--keepalive", "0s"]).is_err());
         assert!(Cli::try_parse_from(["taskstream", "--client-buffer", "0"]).is_err());
+    }
+
+    #[test]
+    fn bus_mode_is_off_by_default_and_on_with_a_nats_url() {
+        let config = Config::default();
+        assert!(!config.bus.enabled());
+        assert_eq!(config.bus.pg_listeners, DEFAULT_PG_LISTENERS);
+        assert!(config.bus.nats_fallback);
+        assert_eq!(config.bus.nats_subject_prefix, DEFAULT_NATS_SUBJECT_PREFIX);
+        let cli = Cli::try_parse_from([
+            "taskstream",
+            "--nats-url",
+            "nats://a:4222",
+            "--nats-url",
+            "tls://b:4222",
+            "--pg-listeners",
+            "3",
+            "--nats-fallback",
+            "false",
+        ])
+        .expect("valid flags");
+        assert!(cli.config.bus.enabled());
+        assert_eq!(cli.config.bus.nats_urls, ["nats://a:4222", "tls://b:4222"]);
+        assert_eq!(cli.config.bus.pg_listeners, 3);
+        assert!(!cli.config.bus.nats_fallback);
+        assert!(Cli::try_parse_from(["taskstream", "--pg-listeners", "0"]).is_err());
+        assert!(Cli::try_parse_from(["taskstream", "--nats-tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn a_subject_prefix_is_dotted_tokens_without_wildcards() {
+        for good in ["taskstream", "prod.taskstream", "a-b_c.d1"] {
+            assert_eq!(parse_subject_prefix(good), Ok(good.to_owned()));
+        }
+        for bad in ["", ".", "a.", ".a", "a..b", "a.*", "a.>", "a b", "tâche"] {
+            assert!(parse_subject_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bus_mode_needs_notifications_and_valid_urls() {
+        let mut config = Config {
+            notify: false,
+            ..Config::default()
+        };
+        config.bus.nats_urls = vec!["nats://127.0.0.1:4222".to_owned(), "::".to_owned()];
+        let errors = config.validate().expect_err("invalid").0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("--notify"), "{errors:?}");
+        assert!(errors[1].contains("\"::\""), "{errors:?}");
     }
 
     #[test]

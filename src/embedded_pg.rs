@@ -4,27 +4,21 @@
 //! The cluster lives in a temporary directory (data, socket directory, log) and listens on its
 //! Unix socket only, in that directory, which only its owner can enter: no TCP port, so no
 //! other local user can reach it (its authentication is `trust`, so reaching it would be
-//! enough). `postgres` runs in the foreground as the child of a small `sh` watchdog
-//! that reads commands from a pipe held by this process. When this process exits for any
-//! reason — a normal exit (statics get no destructors), a panic, SIGKILL — the kernel closes the
-//! pipe, the watchdog sees end-of-file, stops `postgres` and removes the directory. (`pg_ctl`
-//! would daemonize the server out of reach, and `PR_SET_PDEATHSIG` fires when the spawning
-//! *thread* exits, which libtest does after every test.) The watchdog has its own process
-//! group, so a Ctrl-C in the terminal reaches only this process, which then stops it cleanly.
+//! enough). `postgres` runs in the foreground under a [`crate::watchdog`], which
+//! stops it and removes the directory when this process exits, however it exits (`pg_ctl` would
+//! daemonize the server out of reach).
 //!
 //! PostgreSQL refuses to run as root; as root, `initdb` and `postgres` run as the `postgres`
 //! system user through `setpriv` (which execs, so the watchdog's child is `postgres` itself).
 
 use std::fmt;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::watchdog::{self, Watchdog};
 
 /// The superuser of the cluster (trust authentication, on the private Unix socket only).
 pub const SUPERUSER: &str = "postgres";
@@ -36,22 +30,8 @@ const PORT: u16 = 5432;
 /// Longest wait for the server to accept connections after a start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The watchdog. Arguments: the directory to remove at the end, then the `postgres` command
-/// (without `-p`). Commands on stdin: `start <port>` (answers `started <pid>`) and `stop`
-/// (answers `stopped`). On end-of-file it stops the server and removes the directory.
-const WATCHDOG: &str = r#"
-dir=$1; shift
-pid=
-stop() { if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=; fi; }
-while IFS=' ' read -r cmd port; do
-  case $cmd in
-    start) "$@" -p "$port" </dev/null >>"$dir/postgres.log" 2>&1 & pid=$!; echo "started $pid" ;;
-    stop) stop; echo stopped ;;
-  esac
-done
-stop
-rm -rf "$dir"
-"#;
+/// The server's log, in the cluster's directory.
+const LOG: &str = "postgres.log";
 
 /// Why the cluster could not be started or controlled.
 #[derive(Debug)]
@@ -69,6 +49,12 @@ fn fail(message: impl Into<String>) -> ClusterError {
     ClusterError(message.into())
 }
 
+impl From<String> for ClusterError {
+    fn from(message: String) -> Self {
+        ClusterError(message)
+    }
+}
+
 /// A running private cluster. Dropping it stops the server and removes its directory; so does
 /// the end of this process, however it ends.
 #[derive(Debug)]
@@ -77,16 +63,6 @@ pub struct Cluster {
     dir: PathBuf,
     /// The watchdog and the pipes to it.
     watchdog: Mutex<Watchdog>,
-}
-
-#[derive(Debug)]
-struct Watchdog {
-    child: Child,
-    /// Closing this (by drop or by process exit) stops everything.
-    commands: Option<ChildStdin>,
-    replies: BufReader<ChildStdout>,
-    /// The running `postgres`, `None` while stopped.
-    server_pid: Option<u32>,
 }
 
 impl Cluster {
@@ -127,24 +103,7 @@ impl Cluster {
             ]
             .map(str::to_owned),
         );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("taskstream-pg-watchdog")
-            .arg(&dir)
-            .args(&postgres)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| fail(format!("cannot run sh for the PostgreSQL watchdog: {e}")))?;
-        let watchdog = Watchdog {
-            commands: child.stdin.take(),
-            replies: BufReader::new(child.stdout.take().expect("stdout was piped")),
-            child,
-            server_pid: None,
-        };
+        let watchdog = Watchdog::spawn("PostgreSQL", &dir, LOG, &postgres)?;
         // From here on, the watchdog removes the directory whatever happens.
         let cluster = Cluster {
             dir,
@@ -181,52 +140,25 @@ impl Cluster {
 
     /// The pid of the running `postgres`, if it runs.
     pub fn server_pid(&self) -> Option<u32> {
-        self.lock().server_pid
+        self.lock().server_pid()
     }
 
     /// Stops the server (fast shutdown: clients are disconnected), keeping the data.
     pub fn stop_server(&self) -> Result<(), ClusterError> {
-        let mut watchdog = self.lock();
-        watchdog.command("stop")?;
-        watchdog.expect_reply("stopped")?;
-        watchdog.server_pid = None;
-        Ok(())
+        Ok(self.lock().stop()?)
     }
 
     /// Starts the server (again, after [`Cluster::stop_server`]).
     pub fn start_server(&self) -> Result<(), ClusterError> {
-        let mut watchdog = self.lock();
-        watchdog.command(&format!("start {PORT}"))?;
-        let reply = watchdog.reply()?;
-        let pid: u32 = reply
-            .strip_prefix("started ")
-            .and_then(|pid| pid.trim().parse().ok())
-            .ok_or_else(|| fail(format!("unexpected watchdog reply {reply:?}")))?;
-        watchdog.server_pid = Some(pid);
         let pid_file = self.dir.join("data").join("postmaster.pid");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if is_ready(&pid_file, pid) {
-                return Ok(());
-            }
-            if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
-                watchdog.command("stop")?;
-                watchdog.expect_reply("stopped")?;
-                watchdog.server_pid = None;
-                return Err(fail(format!(
-                    "PostgreSQL did not start; its log says:\n{}",
-                    self.log_tail()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.lock()
+            .start(PORT, START_TIMEOUT, |pid| is_ready(&pid_file, pid))
+            .map_err(|error| fail(format!("{error}; its log says:\n{}", self.log_tail())))
     }
 
     /// The end of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        watchdog::tail(&self.dir.join(LOG), 20)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Watchdog> {
@@ -240,46 +172,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let watchdog = self
-            .watchdog
+        self.watchdog
             .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        watchdog.commands.take(); // end-of-file: stop the server, remove the directory
-        let _ = watchdog.child.wait();
-    }
-}
-
-impl Watchdog {
-    fn command(&mut self, line: &str) -> Result<(), ClusterError> {
-        let commands = self
-            .commands
-            .as_mut()
-            .ok_or_else(|| fail("the watchdog is closed"))?;
-        writeln!(commands, "{line}")
-            .and_then(|()| commands.flush())
-            .map_err(|e| fail(format!("the PostgreSQL watchdog is gone: {e}")))
-    }
-
-    fn reply(&mut self) -> Result<String, ClusterError> {
-        let mut line = String::new();
-        match self.replies.read_line(&mut line) {
-            Ok(0) => Err(fail("the PostgreSQL watchdog exited")),
-            Ok(_) => Ok(line.trim_end().to_owned()),
-            Err(e) => Err(fail(format!(
-                "cannot read from the PostgreSQL watchdog: {e}"
-            ))),
-        }
-    }
-
-    fn expect_reply(&mut self, expected: &str) -> Result<(), ClusterError> {
-        let reply = self.reply()?;
-        if reply == expected {
-            Ok(())
-        } else {
-            Err(fail(format!(
-                "watchdog answered {reply:?}, expected {expected:?}"
-            )))
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .close(); // end-of-file: stop the server, remove the directory
     }
 }
 
@@ -358,22 +254,9 @@ fn as_owner(owner: Option<(u32, u32)>) -> Vec<String> {
 }
 
 fn create_private_dir(owner: Option<(u32, u32)>) -> Result<PathBuf, ClusterError> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::temp_dir();
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("taskstream-pg-{}-{n}", std::process::id()));
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| fail(format!("cannot restrict {}: {e}", dir.display())))?;
-                chown(&dir, owner)?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(fail(format!("cannot create {}: {e}", dir.display()))),
-        }
-    }
+    let dir = watchdog::private_dir("pg")?;
+    chown(&dir, owner)?;
+    Ok(dir)
 }
 
 fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
@@ -411,6 +294,9 @@ fn postgres_user() -> Result<(u32, u32), ClusterError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     /// A `postmaster.pid` as PostgreSQL writes it: pid first, status on the eighth line.

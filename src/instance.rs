@@ -1,5 +1,5 @@
-//! One running server: [`start`] wires the pool, the hub, the LISTEN connection, the poll and the
-//! accept loop together, and [`Handle`] stops it.
+//! One running server: [`start`] wires the pool, the hub, the LISTEN connection (and in bus mode
+//! NATS), the poll and the accept loop together, and [`Handle`] stops it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,6 +29,8 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     /// The TLS certificate or key could not be used.
     Tls(http::tls::TlsError),
+    /// Bus mode could not start (NATS credentials or TLS files).
+    Nats(live::bus::BusError),
 }
 
 impl fmt::Display for StartError {
@@ -39,6 +41,7 @@ impl fmt::Display for StartError {
             StartError::Database(e) => write!(f, "cannot use PostgreSQL: {e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
+            StartError::Nats(e) => write!(f, "cannot start bus mode: {e}"),
         }
     }
 }
@@ -50,6 +53,7 @@ impl std::error::Error for StartError {
             StartError::DatabaseUrl(e) | StartError::Database(e) => Some(e),
             StartError::Bind(_, e) => Some(e),
             StartError::Tls(e) => Some(e),
+            StartError::Nats(e) => Some(e),
         }
     }
 }
@@ -117,13 +121,44 @@ pub async fn start(
         config.statement_timeout,
         metrics.clone(),
     );
-    let hub = Hub::new(db.clone(), config.page_limit(), metrics.clone());
+    let bus_mode = config.notify && config.bus.enabled();
+    let (interest, changes) = live::interest::channel();
+    let hub = Hub::new(
+        db.clone(),
+        config.page_limit(),
+        metrics.clone(),
+        bus_mode.then_some(interest),
+    );
     let (trigger, shutdown) = shutdown::channel();
 
     if config.notify {
+        let mode = if bus_mode {
+            let bus = live::bus::start(
+                &config.bus,
+                hub.clone(),
+                metrics.clone(),
+                changes,
+                shutdown.clone(),
+            )
+            .await;
+            match bus {
+                Ok(bus) => live::pg_listener::Mode::Bus {
+                    seats: config.bus.pg_listeners,
+                    fallback: config.bus.nats_fallback,
+                    bus,
+                },
+                Err(error) => {
+                    trigger.trigger();
+                    return Err(StartError::Nats(error));
+                }
+            }
+        } else {
+            live::pg_listener::Mode::Plain
+        };
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(live::pg_listener::run(
             pg_config,
+            mode,
             hub.clone(),
             metrics.clone(),
             ready_tx,

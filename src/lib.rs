@@ -6,8 +6,8 @@
 //!   stored row into an event, [`wire::cursor`] is the resume position in each event's id.
 //! - [`db`]: storage: the pool and every SQL statement; the schema is `schema.sql`.
 //! - `live`: live delivery, knowing nothing of HTTP: the hub of shared tails, one tail per
-//!   watched task, the PostgreSQL LISTEN connection ([`live::pg_listener`]) and what a
-//!   notification says.
+//!   watched task, the PostgreSQL LISTEN connection ([`live::pg_listener`]), what a
+//!   notification says, and bus mode (fan-out over NATS, [`live::bus`]).
 //! - `client_stream`: one client's stream task (replay, then live frames, then `complete`) and
 //!   the decisions it takes.
 //! - [`http`]: the accept loop and connections, the router (the one `match` over method and
@@ -17,8 +17,9 @@
 //! - [`config`]: every tunable, its default and why; [`metrics`]: counters, also at `/metrics`;
 //!   [`logging`]: the binary's log lines; [`shutdown`]: the shutdown signal; [`process`]: the
 //!   open files limit.
-//! - [`embedded_pg`]: a private PostgreSQL cluster for `cargo run`, tests and the benchmark
-//!   (self-contained); [`demo`]: the demo agent that writes events into it.
+//! - [`embedded_pg`]: a private PostgreSQL cluster for `cargo run`, tests and the benchmark;
+//!   [`embedded_nats`]: a private NATS server for the bus-mode tests and the benchmark; both
+//!   tied to this process by a `watchdog`. [`demo`]: the demo agent that writes events.
 
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
@@ -27,6 +28,7 @@ pub(crate) mod client_stream;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod embedded_nats;
 pub mod embedded_pg;
 pub mod http;
 pub mod instance;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod process;
 pub mod shutdown;
 pub mod viewer;
+pub(crate) mod watchdog;
 pub mod wire;
 
 pub use crate::config::Config;

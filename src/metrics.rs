@@ -145,6 +145,8 @@ pub struct Metrics {
     pub listen_reconnects: Counter,
     /// Time from a notification's arrival to its frame being handed to a client.
     pub notify_to_send_seconds: Histogram,
+    /// Bus mode and fan-out: see [`BusMetrics`].
+    pub bus: BusMetrics,
     registry: Registry,
 }
 
@@ -240,6 +242,8 @@ impl Default for Metrics {
             notify_to_send_seconds.clone(),
         );
         registry.register("build_info", "Build information", build_info);
+        let bus = BusMetrics::default();
+        bus.register(&mut registry);
 
         Metrics {
             connections,
@@ -256,8 +260,69 @@ impl Default for Metrics {
             notifications,
             listen_reconnects,
             notify_to_send_seconds,
+            bus,
             registry,
         }
+    }
+}
+
+/// Where this instance's notifications come from: its own LISTEN, NATS, or both.
+#[derive(Debug, Default)]
+pub struct BusMetrics {
+    /// 1 while this instance has a LISTEN in place on PostgreSQL (in any mode).
+    pub pg_listener: Gauge,
+    /// 1 while this instance holds one of the `--pg-listeners` seats (bus mode).
+    pub pg_listener_seat: Gauge,
+    /// 1 while the NATS connection is up and its subscriptions confirmed (bus mode).
+    pub nats_connected: Gauge,
+    /// Messages received from NATS (on any subject this instance subscribes to).
+    pub nats_received: Counter,
+    /// Notifications this instance republished to NATS (as a seat holder).
+    pub nats_published: Counter,
+    /// NATS subjects subscribed: one per watched task, plus the one for "re-check everything".
+    pub nats_subscriptions: Gauge,
+    /// Times NATS became unreachable and this instance fell back (to its own LISTEN, or to the
+    /// poll alone with `--nats-fallback false`).
+    pub nats_fallbacks: Counter,
+}
+
+impl BusMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pg_listener",
+            "1 while this instance LISTENs to PostgreSQL",
+            self.pg_listener.clone(),
+        );
+        registry.register(
+            "pg_listener_seat",
+            "1 while this instance holds a PostgreSQL listener seat (bus mode)",
+            self.pg_listener_seat.clone(),
+        );
+        registry.register(
+            "nats_connected",
+            "1 while the NATS connection is up (bus mode)",
+            self.nats_connected.clone(),
+        );
+        registry.register(
+            "nats_messages_received",
+            "Messages received from NATS",
+            self.nats_received.clone(),
+        );
+        registry.register(
+            "nats_messages_published",
+            "Notifications republished to NATS",
+            self.nats_published.clone(),
+        );
+        registry.register(
+            "nats_subscriptions",
+            "NATS subjects subscribed (watched tasks, plus re-check-everything)",
+            self.nats_subscriptions.clone(),
+        );
+        registry.register(
+            "nats_fallbacks",
+            "Times NATS became unreachable and this instance fell back to its own LISTEN or the poll",
+            self.nats_fallbacks.clone(),
+        );
     }
 }
 

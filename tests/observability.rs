@@ -1,25 +1,8 @@
 //! `GET /metrics`: the counters in the Prometheus/OpenMetrics text format, parseable and true.
 
-use std::collections::HashMap;
-
 use support::http::Response;
+use support::metrics::parse;
 use support::server::{TestServer, fast_config};
-
-/// Parses the text exposition format into `name{labels}` → value (comments skipped).
-fn parse(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (name, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad line {line:?}"));
-            let value: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-            (name.to_owned(), value)
-        })
-        .collect()
-}
 
 /// A scrape parses, ends with `# EOF`, and reports what just happened: an open stream, the
 /// events sent, the queries made by kind, the notification-to-send latency, build info.
@@ -60,6 +43,11 @@ async fn metrics_are_scraped_and_parsed() {
     assert!(value("taskstream_notifications_total") >= 2.0);
     assert_eq!(value("taskstream_notify_to_send_seconds_count"), 2.0);
     assert_eq!(value("taskstream_listen_reconnects_total"), 0.0);
+    // Plain mode: this instance LISTENs itself, and there is no bus.
+    assert_eq!(value("taskstream_pg_listener"), 1.0);
+    assert_eq!(value("taskstream_pg_listener_seat"), 0.0);
+    assert_eq!(value("taskstream_nats_connected"), 0.0);
+    assert_eq!(value("taskstream_nats_messages_received_total"), 0.0);
     assert_eq!(
         value("taskstream_catch_ups_total"),
         0.0,

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::cluster::empty_database;
-use support::http::Response;
 use support::ledger::{assert_exact, assert_ledger, committed, follow, numbered};
-use support::server::{TestServer, fast_config};
+use support::server::{TestServer, fast_config, resume_elsewhere};
 use taskstream::Config;
 
 /// Three instances start at once on a fresh database; a client streams from A, is cut off,
@@ -18,23 +17,7 @@ async fn instances_share_one_database_and_cursors_work_on_each() {
     let instances =
         join_all((0..3).map(|_| TestServer::start_on(fast_config(), url.clone()))).await;
     let (a, b, c) = (&instances[0], &instances[1], &instances[2]);
-    a.task("t", "InProgress").await;
-    a.events("t", "s1", "e", 5).await;
-
-    let mut on_a = a.stream("t").await;
-    assert_ledger(&on_a.take(5).await, &numbered("e", 0..5), "on A");
-    let cursor = on_a.last_id().expect("cursor");
-    drop(on_a); // cut off
-    for i in 5..10 {
-        a.event("t", "s1", "assistant", &format!("e {i}")).await;
-    }
-    let mut on_b = Response::get(
-        b.addr(),
-        "/tasks/t/events/stream",
-        &[("last-event-id", &cursor)],
-    )
-    .await;
-    assert_ledger(&on_b.take(5).await, &numbered("e", 5..10), "resumed on B");
+    resume_elsewhere(a, b.addr()).await;
     let mut on_c = c.stream("t").await;
     assert_ledger(&on_c.take(10).await, &numbered("e", 0..10), "on C");
 }

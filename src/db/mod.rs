@@ -6,6 +6,7 @@ mod connect;
 mod error;
 mod reads;
 mod schema;
+pub mod seats;
 mod writes;
 
 pub use self::error::{Cause, DbError};
@@ -40,6 +41,9 @@ pub(crate) const TASKS_CHANNEL: &str = "taskstream_tasks";
 pub(crate) fn listen_statement() -> String {
     format!("LISTEN {EVENTS_CHANNEL}; LISTEN {TASKS_CHANNEL}")
 }
+
+/// The statement that ends a connection's LISTENs (bus mode, when NATS is back).
+pub(crate) const UNLISTEN_STATEMENT: &str = "UNLISTEN *";
 
 /// Longest wait for a pooled connection before a request gives up with `503`.
 const POOL_WAIT: Duration = Duration::from_secs(5);

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::MissedTickBehavior;
 
 use crate::db::{Cause, Db, PageLimit, TaskPosition};
+use crate::live::interest::{Announcer, Interest};
 use crate::live::notice::Notice;
 use crate::live::tail::{self, Live, TailHandle};
 use crate::metrics::Metrics;
@@ -41,6 +42,8 @@ struct HubInner {
     metrics: Arc<Metrics>,
     /// Wakes the poller before its next tick (LISTEN reconnected, or an unaddressed notice).
     poll_now: Notify,
+    /// Where tails starting and ending are announced (bus mode: the NATS subscriptions).
+    interest: Option<Announcer>,
 }
 
 /// One watched task: its running tail and how many subscriptions hold it.
@@ -61,8 +64,14 @@ pub(crate) struct Subscription {
 }
 
 impl Hub {
-    /// A hub whose tails read from `db`, within `limit` at a time.
-    pub(crate) fn new(db: Db, limit: PageLimit, metrics: Arc<Metrics>) -> Hub {
+    /// A hub whose tails read from `db`, within `limit` at a time, and that announces each tail
+    /// it starts or ends to `interest`.
+    pub(crate) fn new(
+        db: Db,
+        limit: PageLimit,
+        metrics: Arc<Metrics>,
+        interest: Option<Announcer>,
+    ) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
                 tails: Mutex::new(HashMap::new()),
@@ -70,6 +79,7 @@ impl Hub {
                 limit,
                 metrics,
                 poll_now: Notify::new(),
+                interest,
             }),
         }
     }
@@ -81,6 +91,7 @@ impl Hub {
         let mut tails = self.inner.lock();
         let entry = tails.entry(task_id.clone()).or_insert_with(|| {
             self.inner.metrics.live_tails.inc();
+            self.inner.announce(Interest::Watch(task_id.clone()));
             TailEntry {
                 tail: tail::spawn(task_id.clone(), self.inner.db.clone(), self.inner.limit),
                 subscribers: 0,
@@ -96,12 +107,11 @@ impl Hub {
 
     /// Routes a notification to the tail it concerns (if the task is watched here).
     pub(crate) fn notify(&self, notice: Notice) {
-        let task = match &notice {
-            Notice::Event { task, .. } | Notice::TaskChanged { task } => task,
-            Notice::Unknown => return self.poll_now(),
+        let Some(task) = notice.task() else {
+            return self.poll_now();
         };
         let tails = self.inner.lock();
-        let Some(entry) = tails.get(task.as_str()) else {
+        let Some(entry) = tails.get(task) else {
             return;
         };
         match notice {
@@ -182,6 +192,12 @@ impl HubInner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn announce(&self, change: Interest) {
+        if let Some(interest) = &self.interest {
+            interest.announce(change);
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -192,6 +208,7 @@ impl Drop for Subscription {
             if entry.subscribers == 0 {
                 tails.remove(&self.task_id);
                 self.hub.metrics.live_tails.dec();
+                self.hub.announce(Interest::Unwatch(self.task_id.clone()));
             }
         }
     }
@@ -235,7 +252,7 @@ mod tests {
             rows: 100,
             bytes: 1 << 20,
         };
-        let hub = Hub::new(pool, limit, metrics);
+        let hub = Hub::new(pool, limit, metrics, None);
         let _bad = hub.subscribe("bad\0id");
         let mut good = hub.subscribe("good");
         hub.poll_once().await;

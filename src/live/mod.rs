@@ -1,8 +1,11 @@
 //! Live delivery, knowing nothing of HTTP: the hub of shared tails ([`hub`]), what one tail does
-//! ([`tail`]), the PostgreSQL LISTEN connection that feeds them ([`pg_listener`]), and what a
-//! notification says ([`notice`]).
+//! ([`tail`]), the PostgreSQL LISTEN connection that feeds them ([`pg_listener`]), what a
+//! notification says ([`notice`]), and bus mode, which fans notifications out over NATS
+//! ([`bus`]) to the tasks each instance watches ([`interest`]).
 
+pub mod bus;
 pub(crate) mod hub;
+pub(crate) mod interest;
 pub(crate) mod notice;
 pub mod pg_listener;
 pub(crate) mod tail;

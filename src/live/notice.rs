@@ -1,5 +1,9 @@
 //! What a notification says, parsed from its channel and payload (see `schema.sql` for the
-//! payloads): the one interface between the LISTEN connection and the hub. Pure.
+//! payloads): the one interface between the notification sources (the LISTEN connection, and
+//! NATS in bus mode) and the hub. Pure.
+//!
+//! In bus mode a payload travels through NATS byte for byte as PostgreSQL sent it, so every
+//! check of a payload is made here, by the instance that receives it, whichever way it came.
 
 use std::time::Instant;
 
@@ -71,6 +75,24 @@ impl Notice {
             _ => Notice::Unknown,
         }
     }
+
+    /// Reads a payload that arrived through NATS on `channel` (see [`Notice::parse`]). Its bytes
+    /// are the notification's exactly; bytes that are not UTF-8 came from no PostgreSQL.
+    pub(crate) fn from_bus(channel: &str, payload: &[u8], at: Instant) -> Notice {
+        match std::str::from_utf8(payload) {
+            Ok(payload) => Notice::parse(channel, payload, at),
+            Err(_) => Notice::Unknown,
+        }
+    }
+
+    /// The task a notification is about (`None`: re-check every task), which decides the NATS
+    /// subject it is republished on in bus mode.
+    pub(crate) fn task(&self) -> Option<&str> {
+        match self {
+            Notice::Event { task, .. } | Notice::TaskChanged { task } => Some(task),
+            Notice::Unknown => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +129,24 @@ mod tests {
     fn a_task_payload_names_the_task() {
         let notice = parse(TASKS_CHANNEL, r#"{"k":"s","t":"task","st":"Done"}"#);
         assert!(matches!(notice, Notice::TaskChanged { task } if task == "task"));
+    }
+
+    #[test]
+    fn a_notice_names_the_task_it_is_about() {
+        let event = parse(EVENTS_CHANNEL, r#"{"t":"a","s":"s1","q":1}"#);
+        assert_eq!(event.task(), Some("a"));
+        let task = parse(TASKS_CHANNEL, r#"{"k":"d","t":"b"}"#);
+        assert_eq!(task.task(), Some("b"));
+        assert_eq!(parse(EVENTS_CHANNEL, "{}").task(), None);
+    }
+
+    #[test]
+    fn a_bus_payload_is_read_like_the_notification_it_carries() {
+        let payload = r#"{"t":"task","s":"s1","q":7,"y":"assistant","c":"hi"}"#;
+        let notice = Notice::from_bus(EVENTS_CHANNEL, payload.as_bytes(), Instant::now());
+        assert!(matches!(notice, Notice::Event { event, .. } if event.seq == 7));
+        let notice = Notice::from_bus(EVENTS_CHANNEL, b"{\"t\":\"\xff\"}", Instant::now());
+        assert!(matches!(notice, Notice::Unknown));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The `taskstream` binary as a child process: for what only the real binary shows (its log
-//! lines, its memory, apart from the test's own), started on a test database.
+//! lines, its memory, apart from the test's own) or only a process can suffer (SIGKILL),
+//! started on a test database. It dies with the test's thread that started it, however the test
+//! ends.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -8,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::metrics::scrape;
 use crate::wait::WAIT;
 
 /// A running `taskstream` process. Killed when dropped.
@@ -23,15 +27,26 @@ impl ChildServer {
     /// listening on a free loopback port, with `args` besides; returns once it listens. Its
     /// standard error is a pipe, not a terminal.
     pub async fn start(program: &str, database_url: &str, args: &[&str]) -> ChildServer {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run taskstream");
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe and touches no memory of this process.
+        unsafe {
+            command.pre_exec(|| {
+                // Killed when the thread that started it ends (the test's runtime), so that no
+                // server outlives a test that panicked or was killed.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("run taskstream");
         let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(WAIT, async {
@@ -82,5 +97,24 @@ impl ChildServer {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
             .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    }
+
+    /// Its metrics, `None` once it is gone.
+    pub async fn metrics(&self) -> Option<HashMap<String, f64>> {
+        scrape(self.addr).await
+    }
+
+    /// One metric (0 when it is gone or does not report it).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .and_then(|metrics| metrics.get(name).copied())
+            .unwrap_or(0.0)
+    }
+
+    /// Kills it with SIGKILL and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reap it");
     }
 }

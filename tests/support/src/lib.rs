@@ -17,6 +17,9 @@
 //! - [`sse_parser`]: the WHATWG event-stream parser both clients read with.
 //! - [`ledger`]: what a client must receive and what it did: `follow`, `committed`,
 //!   `assert_exact`, `assert_ledger`.
+//! - [`metrics`]: `GET /metrics` parsed.
+//! - [`nats`]: bus mode: a private NATS server, the bus configuration, and what PostgreSQL and
+//!   NATS show of listeners and subscriptions.
 //! - [`wait`]: how long a test waits, and waiting for a condition.
 //! - [`load`]: the size of the load tests.
 //! - [`e2e`]: programs as child processes: Chromium, Node and Python clients this project did
@@ -36,6 +39,8 @@ pub mod http;
 pub mod js_client;
 pub mod ledger;
 pub mod load;
+pub mod metrics;
+pub mod nats;
 pub mod pg_proxy;
 pub mod raw_client;
 pub mod server;

@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use crate::cluster::{connect, fresh_database};
 use crate::http::Response;
+use crate::ledger::{assert_ledger, numbered};
 use crate::wait::WAIT;
 use crate::writer::{insert_event, insert_task, set_status};
 
@@ -106,4 +107,27 @@ impl TestServer {
     pub async fn stream(&self, task: &str) -> Response {
         Response::get(self.addr(), &format!("/tasks/{task}/events/stream"), &[]).await
     }
+}
+
+/// Task `t` with five stored events `e 0` … `e 4`: a client reads them on `from`, is cut off
+/// while `e 5` … `e 9` are written, and resumes on `to` with its cursor. Asserts that it gets
+/// exactly what it missed, and returns its stream there.
+pub async fn resume_elsewhere(from: &TestServer, to: SocketAddr) -> Response {
+    from.task("t", "InProgress").await;
+    from.events("t", "s1", "e", 5).await;
+    let mut on_from = from.stream("t").await;
+    assert_ledger(
+        &on_from.take(5).await,
+        &numbered("e", 0..5),
+        "before the cut",
+    );
+    let cursor = on_from.last_id().expect("cursor");
+    drop(on_from); // cut off
+    for i in 5..10 {
+        from.event("t", "s1", "assistant", &format!("e {i}")).await;
+    }
+    let mut resumed =
+        Response::get(to, "/tasks/t/events/stream", &[("last-event-id", &cursor)]).await;
+    assert_ledger(&resumed.take(5).await, &numbered("e", 5..10), "resumed");
+    resumed
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, FromArgMatches, Parser};
 
+use crate::db::PayloadMode;
+
 /// Where the server listens unless told otherwise: loopback only, so a first `cargo run` does
 /// not expose anything.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -149,6 +151,12 @@ pub struct Config {
     /// does nothing (polling then delivers everything).
     #[arg(long, env = "TASKSTREAM_NOTIFY", default_value_t = true, action = ArgAction::Set)]
     pub notify: bool,
+
+    /// Apply schema.sql at start when the database's schema is older (as its owner); false:
+    /// no DDL at all, and refuse to start unless the schema is current (run `taskstream
+    /// migrate` first). A login with only `taskstream_server` runs with false.
+    #[arg(long, env = "TASKSTREAM_MIGRATE", default_value_t = true, action = ArgAction::Set)]
+    pub migrate: bool,
 
     /// Database connections in the pool, for replays and tail reads.
     #[arg(long, env = "TASKSTREAM_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE,
@@ -500,9 +508,14 @@ pub struct TlsFiles {
 #[derive(Debug, Parser)]
 #[command(name = "taskstream", version, about, long_about = None)]
 pub struct Cli {
-    /// PostgreSQL to serve from. When unset, a private cluster is started in a temporary
-    /// directory (with a demo agent writing events) and removed on exit.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// What to run: the server when none is named.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// PostgreSQL to serve from (or to migrate). When unset, the server starts a private
+    /// cluster in a temporary directory (with a demo agent writing events) and removes it on
+    /// exit.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
     /// Address to listen on.
@@ -520,6 +533,25 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "TASKSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A command other than serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Apply schema.sql to --database-url as the schema's owner when its schema is older,
+    /// print what was done, and exit: 0 when the schema is current, 1 with PostgreSQL's
+    /// reason when it cannot be made so.
+    Migrate(MigrateArgs),
+}
+
+/// The settings of `taskstream migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Set what event notifications carry (a database setting, read by every server):
+    /// `event`, the event when it fits (the default), or `address`, only its address, for
+    /// databases shared with roles that must not read agent events.
+    #[arg(long, value_enum)]
+    pub notify_payload: Option<PayloadMode>,
 }
 
 /// How log lines are written.
@@ -792,7 +824,9 @@ mod tests {
     #[test]
     fn the_readme_documents_every_flag() {
         let readme = include_str!("../README.md");
-        for arg in Cli::command().get_arguments() {
+        let command = Cli::command();
+        let commands = std::iter::once(&command).chain(command.get_subcommands());
+        for arg in commands.flat_map(|command| command.get_arguments()) {
             if let Some(long) = arg.get_long() {
                 assert!(
                     readme.contains(&format!("`--{long}`")),
@@ -800,6 +834,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn migrate_is_a_command_with_its_own_settings() {
+        let cli = Cli::try_parse_from([
+            "taskstream",
+            "migrate",
+            "--database-url",
+            "postgres://owner@db/app",
+            "--notify-payload",
+            "address",
+        ])
+        .expect("valid flags");
+        let Some(Command::Migrate(args)) = cli.command else {
+            panic!("the migrate command");
+        };
+        assert_eq!(args.notify_payload, Some(PayloadMode::Address));
+        assert_eq!(cli.database_url.as_deref(), Some("postgres://owner@db/app"));
+        assert!(Cli::try_parse_from(["taskstream", "migrate", "--notify-payload", "x"]).is_err());
+        assert!(Cli::try_parse_from(["taskstream", "migrate", "--poll-interval", "1s"]).is_err());
+        let serve = Cli::try_parse_from(["taskstream", "--migrate", "false"]).expect("valid");
+        assert!(serve.command.is_none() && !serve.config.migrate);
+        assert!(Config::default().migrate, "migrations are on by default");
     }
 
     #[test]

@@ -23,8 +23,10 @@ pub enum StartError {
     Config(config::InvalidConfig),
     /// The database URL does not parse.
     DatabaseUrl(tokio_postgres::Error),
-    /// PostgreSQL could not be reached, or refused the schema.
+    /// PostgreSQL could not be reached.
     Database(tokio_postgres::Error),
+    /// The schema could not be migrated, or this binary cannot serve it.
+    Schema(db::MigrateError),
     /// The listen address could not be bound.
     Bind(SocketAddr, std::io::Error),
     /// The TLS certificate or key could not be used.
@@ -38,7 +40,8 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(e) => e.fmt(f),
             StartError::DatabaseUrl(e) => write!(f, "invalid database URL: {e}"),
-            StartError::Database(e) => write!(f, "cannot use PostgreSQL: {e}"),
+            StartError::Database(e) => write!(f, "cannot use PostgreSQL: {}", db::reason(e)),
+            StartError::Schema(e) => e.fmt(f),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
             StartError::Nats(e) => write!(f, "cannot start bus mode: {e}"),
@@ -51,6 +54,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Config(e) => Some(e),
             StartError::DatabaseUrl(e) | StartError::Database(e) => Some(e),
+            StartError::Schema(e) => Some(e),
             StartError::Bind(_, e) => Some(e),
             StartError::Tls(e) => Some(e),
             StartError::Nats(e) => Some(e),
@@ -95,7 +99,7 @@ impl Handle {
     }
 }
 
-/// Starts a server: applies the schema, opens the pool and the LISTEN connection, binds
+/// Starts a server: migrates or checks the schema (`--migrate`), opens the pool and the LISTEN connection, binds
 /// `listen` and serves until [`Handle::shutdown`].
 pub async fn start(
     config: Config,
@@ -110,9 +114,27 @@ pub async fn start(
         .map(http::tls::acceptor)
         .transpose()
         .map_err(StartError::Tls)?;
-    db::apply_schema(database_url)
-        .await
-        .map_err(StartError::Database)?;
+    let schema = if config.migrate {
+        db::migrate(database_url, &db::MigrateOptions::default()).await
+    } else {
+        db::check(database_url).await
+    }
+    .map_err(|error| match error {
+        db::MigrateError::Connect(error) => StartError::Database(error),
+        error => StartError::Schema(error),
+    })?;
+    if let Some(newer) = schema.newer() {
+        tracing::warn!(
+            database = newer.version,
+            binary = db::schema_version().version,
+            min_reader = newer.min_reader,
+            "the database's schema is newer than this taskstream's; serving it as it is \
+             (never migrated downward): upgrade this instance"
+        );
+    }
+    for step in &schema.steps {
+        tracing::info!(step = %step, "migration");
+    }
 
     let metrics = Arc::new(Metrics::default());
     let db = Db::new(

@@ -1,10 +1,12 @@
 //! The `taskstream` binary: reads the configuration, starts logging, starts a private
-//! PostgreSQL when no `DATABASE_URL` is given, and runs the server until SIGINT or SIGTERM.
+//! PostgreSQL when no `DATABASE_URL` is given, and runs the server until SIGINT or SIGTERM;
+//! or, as `taskstream migrate`, migrates a database and exits.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use taskstream::config::Cli;
+use taskstream::config::{Cli, Command, MigrateArgs};
+use taskstream::db;
 use taskstream::embedded_pg::Cluster;
 use taskstream::{demo, shutdown};
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +21,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    match cli.command {
+        Some(Command::Migrate(ref args)) => runtime.block_on(migrate(cli.database_url, args)),
+        None => runtime.block_on(run(cli)),
+    }
+}
+
+/// `taskstream migrate`: prints what it did on stdout and exits 0, or prints PostgreSQL's
+/// reason on stderr and exits 1 (2 for a missing database URL, like any usage error).
+async fn migrate(database_url: Option<String>, args: &MigrateArgs) -> ExitCode {
+    let Some(url) = database_url else {
+        eprintln!("taskstream migrate: needs --database-url (or DATABASE_URL)");
+        return ExitCode::from(2);
+    };
+    let options = db::MigrateOptions {
+        notify_payload: args.notify_payload,
+        ..db::MigrateOptions::default()
+    };
+    match db::migrate(&url, &options).await {
+        Ok(migration) => {
+            for line in migration.lines() {
+                println!("taskstream migrate: {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("taskstream migrate: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> ExitCode {

@@ -3,6 +3,7 @@
 //! encoder of the exposition format instead of one of ours).
 
 use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +27,8 @@ pub enum QueryKind {
     Task,
     /// The readiness probe.
     Ping,
+    /// `pg_notification_queue_usage()`, read when `/metrics` is scraped.
+    QueueUsage,
 }
 
 /// Why a stream ended.
@@ -49,13 +52,14 @@ pub enum EndReason {
 
 impl QueryKind {
     /// Every kind, for totals.
-    pub const ALL: [QueryKind; 6] = [
+    pub const ALL: [QueryKind; 7] = [
         QueryKind::Position,
         QueryKind::Positions,
         QueryKind::Events,
         QueryKind::Tasks,
         QueryKind::Task,
         QueryKind::Ping,
+        QueryKind::QueueUsage,
     ];
 
     /// The label value (Prometheus style: lower case).
@@ -67,6 +71,7 @@ impl QueryKind {
             QueryKind::Tasks => "tasks",
             QueryKind::Task => "task",
             QueryKind::Ping => "ping",
+            QueryKind::QueueUsage => "queue_usage",
         }
     }
 }
@@ -141,8 +146,15 @@ pub struct Metrics {
     pub query_seconds: Family<QueryLabels, Histogram>,
     /// Notifications received on the LISTEN connection.
     pub notifications: Counter,
+    /// Notifications whose MAC did not verify (sent by a login without `taskstream_server`).
+    /// Each costs at most a share of one extra poll per poll interval.
+    pub notifications_forged: Counter,
     /// Times the LISTEN connection was re-established after a loss.
     pub listen_reconnects: Counter,
+    /// `pg_notification_queue_usage()` at the last scrape: the share of PostgreSQL's
+    /// notification queue in use. Near 1, writers' commits fail; a LISTENer that holds a
+    /// transaction open keeps it from being cleaned up.
+    pub notification_queue_usage: Gauge<f64, AtomicU64>,
     /// Time from a notification's arrival to its frame being handed to a client.
     pub notify_to_send_seconds: Histogram,
     /// Bus mode and fan-out: see [`BusMetrics`].
@@ -167,7 +179,9 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
         let notifications = Counter::default();
+        let notifications_forged = Counter::default();
         let listen_reconnects = Counter::default();
+        let notification_queue_usage = Gauge::<f64, AtomicU64>::default();
         // 10 µs … ~0.3 s.
         let notify_to_send_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
@@ -232,6 +246,16 @@ impl Default for Metrics {
             notifications.clone(),
         );
         registry.register(
+            "notifications_forged",
+            "Notifications whose MAC did not verify (forged)",
+            notifications_forged.clone(),
+        );
+        registry.register(
+            "notification_queue_usage",
+            "pg_notification_queue_usage() at the last scrape (0 to 1)",
+            notification_queue_usage.clone(),
+        );
+        registry.register(
             "listen_reconnects",
             "LISTEN connection re-establishments",
             listen_reconnects.clone(),
@@ -258,7 +282,9 @@ impl Default for Metrics {
             queries,
             query_seconds,
             notifications,
+            notifications_forged,
             listen_reconnects,
+            notification_queue_usage,
             notify_to_send_seconds,
             bus,
             registry,

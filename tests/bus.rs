@@ -501,3 +501,60 @@ async fn tls_and_a_token_and_a_wrong_token_falls_back() {
     );
     assert_eq!(bus(trusted).nats_received.get(), 5);
 }
+
+/// A NATS client that may publish cannot forge events either: payloads travel with the MAC the
+/// database computed, and the receiving instance verifies it. Forged messages on the task's own
+/// subject (unsigned, re-signed with a wrong key, a real payload with its content changed, not
+/// UTF-8) deliver nothing and are counted; the client gets exactly the committed rows, through
+/// NATS (its instance never polls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_publisher_cannot_forge_events() {
+    let nats = start_nats().await;
+    let url = fresh_database().await;
+    let mut quiet = bus_config(&nats, 1);
+    quiet.poll_interval = NO_POLL;
+    let (_holder, others) = holder_then_others(&url, bus_config(&nats, 1), vec![quiet]).await;
+    let watcher = &others[0];
+    let db = connect(&url).await;
+    insert_task(&db, "a", "InProgress").await;
+    insert_event(&db, "a", "a-s1", "assistant", "a 0").await;
+    let mut stream = watcher.stream("a").await;
+    assert_ledger(&stream.take(1).await, &numbered("a", 0..1), "replay");
+    eventually_async("A subscribed", || async {
+        bus(watcher).nats_subscriptions.get() == 2
+    })
+    .await;
+
+    let publisher = async_nats::connect(nats.url())
+        .await
+        .expect("a NATS client");
+    let subject = taskstream::live::bus::subject("taskstream", "taskstream_events", Some("a"));
+    let json = r#"{"t":"a","s":"a-s1","a":1,"q":2,"y":"assistant","c":"FORGED"}"#;
+    let forgeries: [Vec<u8>; 4] = [
+        json.as_bytes().to_vec(),
+        format!("{}.{json}", "A".repeat(43) + "=").into_bytes(),
+        b"\xff\xfe".to_vec(),
+        b"{}".to_vec(),
+    ];
+    for forged in &forgeries {
+        publisher
+            .publish(subject.clone(), forged.clone().into())
+            .await
+            .expect("publish");
+    }
+    publisher.flush().await.expect("flush");
+    eventually("the forgeries counted", || {
+        watcher.handle.metrics().notifications_forged.get() >= forgeries.len() as u64
+    })
+    .await;
+
+    insert_event(&db, "a", "a-s1", "assistant", "a 1").await;
+    set_status(&db, "a", "Done").await;
+    let events = stream.until_complete().await;
+    let (_complete, events) = events.split_last().expect("complete");
+    assert_ledger(
+        events,
+        &numbered("a", 1..2),
+        "only the committed event, live",
+    );
+}

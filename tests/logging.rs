@@ -108,7 +108,7 @@ async fn stream_ends_are_logged_without_secrets() {
     assert!(!text.contains(signature));
 }
 
-/// In the text format, a session id that a writer stored with CR, LF and an escape sequence
+/// In the text format, a session id stored with CR, LF and an escape sequence
 /// cannot start a forged log line or drive a terminal: it is written escaped. And with
 /// standard error not a terminal (a pipe here, a file or the journal in production), no line
 /// carries a colour code. Against the binary, whose logging this is.
@@ -117,6 +117,11 @@ async fn text_logs_cannot_be_forged_and_have_no_colours() {
     let url = fresh_database().await;
     let db = connect(&url).await;
     insert_task(&db, "t", "Done").await;
+    // The schema refuses such ids now; a row stored before that rule existed (or under an owner
+    // who dropped it) still reaches the logs, which must stay safe on their own.
+    db.batch_execute("ALTER TABLE agent_sessions DROP CONSTRAINT agent_sessions_id_rules")
+        .await
+        .expect("drop the id rule");
     let session = "s1\nERROR forged line\r\n\u{1b}[2J";
     insert_event(&db, "t", session, "assistant", "x").await;
     let server = ChildServer::start(

@@ -23,6 +23,11 @@ pub(super) struct Connector {
     with_timeout: Config,
     /// Set once the server refused the startup option: later connections go without it.
     refused: AtomicBool,
+    /// Set once the server accepted it: later connections ask without waiting on `probe`.
+    accepted: AtomicBool,
+    /// Held by the one connection that asks while the answer is unknown, so that connections
+    /// opened together (a burst at start) ask a refusing pooler once, not once each.
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl Connector {
@@ -36,15 +41,24 @@ impl Connector {
         Connector {
             with_timeout,
             refused: AtomicBool::new(false),
+            accepted: AtomicBool::new(false),
+            probe: tokio::sync::Mutex::new(()),
         }
     }
 
     async fn open(&self, plain: &Config) -> Result<(Client, JoinHandle<()>), Error> {
-        if !self.refused.load(Ordering::Relaxed) {
+        let _probing = match self.accepted.load(Ordering::Acquire) {
+            true => None,
+            false => Some(self.probe.lock().await),
+        };
+        if !self.refused.load(Ordering::Acquire) {
             match self.with_timeout.connect(NoTls).await {
-                Ok(pair) => return Ok(drive(pair)),
+                Ok(pair) => {
+                    self.accepted.store(true, Ordering::Release);
+                    return Ok(drive(pair));
+                }
                 Err(error) if refuses_startup_options(&error) => {
-                    self.refused.store(true, Ordering::Relaxed);
+                    self.refused.store(true, Ordering::Release);
                     tracing::warn!(
                         %error,
                         "the database refused the statement_timeout startup option (a pooler \

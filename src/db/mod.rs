@@ -1,20 +1,32 @@
 //! Storage: the connection pool and every SQL statement of the server, in this folder and
 //! nowhere else ([`reads`]: what streams and pages read; [`writes`]: what an agent writes;
-//! [`schema`]: `schema.sql` itself).
+//! [`schema`]: `schema.sql` itself and its version; [`version`]: the version a database
+//! records and what it means for this binary; [`migrate`]: applying the schema, or checking
+//! it; [`notify_settings`]: the notification key and payload mode).
 
 mod connect;
 mod error;
+mod migrate;
+mod notify_settings;
 mod reads;
 mod schema;
 pub mod seats;
+mod version;
 mod writes;
 
 pub use self::error::{Cause, DbError};
+pub use self::migrate::{
+    Blocker, DEFAULT_DEADLINE, MigrateError, MigrateOptions, Migration, apply_schema, check,
+    migrate, reason,
+};
+pub use self::notify_settings::PayloadMode;
+pub(crate) use self::notify_settings::read as read_notify_settings;
 #[cfg(test)]
 pub(crate) use self::reads::fixtures;
 pub(crate) use self::reads::{PageLimit, Session, TaskPosition};
 pub use self::reads::{TaskListing, TaskSummary};
-pub use self::schema::{SCHEMA, apply_schema};
+pub use self::schema::{SCHEMA, SchemaVersion, schema_version};
+pub use self::version::Recorded;
 pub(crate) use self::writes::{insert_event, set_status, start_task};
 
 use std::fmt;

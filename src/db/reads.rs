@@ -240,6 +240,19 @@ impl Db {
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
         self.query(QueryKind::Ping, "SELECT 1", &[]).await.map(drop)
     }
+
+    /// The share of PostgreSQL's notification queue in use (0 to 1). A LISTENer that holds a
+    /// transaction open keeps the queue from being cleaned up, until writers' commits fail.
+    pub(crate) async fn notification_queue_usage(&self) -> Result<f64, DbError> {
+        let rows = self
+            .query(
+                QueryKind::QueueUsage,
+                "SELECT pg_notification_queue_usage()",
+                &[],
+            )
+            .await?;
+        Ok(rows.first().map_or(0.0, |row| row.get(0)))
+    }
 }
 
 /// Reads id, title and status from `row`.

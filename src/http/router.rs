@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -65,6 +66,10 @@ impl Service<Request<Incoming>> for Router {
     }
 }
 
+/// Longest a `/metrics` scrape waits for PostgreSQL's notification queue usage; past it the
+/// scrape answers with the last value it read.
+const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Answers one request.
 async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible> {
     let mut response = route(&app, &req).await;
@@ -83,7 +88,7 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => healthz(),
         (&Method::GET, ["readyz"]) => readyz(app).await,
-        (&Method::GET, ["metrics"]) => metrics(app, req.headers()),
+        (&Method::GET, ["metrics"]) => metrics(app, req.headers()).await,
         (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(app, req, id).await,
         (&Method::GET, [""]) => index(app, req).await,
         (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
@@ -128,10 +133,18 @@ async fn readyz(app: &App) -> Response<Body> {
     }
 }
 
-/// The counters in the OpenMetrics text format (a token is needed when auth is on).
-fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
+/// The counters in the OpenMetrics text format (a token is needed when auth is on), with
+/// PostgreSQL's notification queue usage read now (the last value if it cannot be read).
+async fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
     if let Err(denied) = authorize(app, headers) {
         return unauthorized(denied);
+    }
+    match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, app.db.notification_queue_usage()).await {
+        Ok(Ok(usage)) => {
+            app.metrics.notification_queue_usage.set(usage);
+        }
+        Ok(Err(error)) => tracing::debug!(%error, "cannot read the notification queue usage"),
+        Err(_) => tracing::debug!("reading the notification queue usage timed out"),
     }
     response::with_type(
         StatusCode::OK,

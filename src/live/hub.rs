@@ -9,14 +9,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, broadcast};
 use tokio::time::MissedTickBehavior;
 
 use crate::db::{Cause, Db, PageLimit, TaskPosition};
 use crate::live::interest::{Announcer, Interest};
-use crate::live::notice::Notice;
+use crate::live::notice::{KeyCell, Notice};
+use crate::live::poll_gate::HintGate;
 use crate::live::tail::{self, Live, TailHandle};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -40,10 +41,15 @@ struct HubInner {
     limit: PageLimit,
     /// Counters (live tails).
     metrics: Arc<Metrics>,
-    /// Wakes the poller before its next tick (LISTEN reconnected, or an unaddressed notice).
+    /// Wakes the poller before its next tick: LISTEN reconnected.
     poll_now: Notify,
     /// Where tails starting and ending are announced (bus mode: the NATS subscriptions).
     interest: Option<Announcer>,
+    /// Wakes the poller before its next tick if its [`HintGate`] lets it: a notice that names
+    /// nothing, or a forged one.
+    poll_hint: Notify,
+    /// The key every notification is verified with, whichever way it arrived.
+    keys: KeyCell,
 }
 
 /// One watched task: its running tail and how many subscriptions hold it.
@@ -80,6 +86,8 @@ impl Hub {
                 metrics,
                 poll_now: Notify::new(),
                 interest,
+                poll_hint: Notify::new(),
+                keys: KeyCell::default(),
             }),
         }
     }
@@ -105,10 +113,11 @@ impl Hub {
         }
     }
 
-    /// Routes a notification to the tail it concerns (if the task is watched here).
+    /// Routes a notification to the tail it concerns (if the task is watched here). One that
+    /// names nothing, or is forged, is only a hint to poll.
     pub(crate) fn notify(&self, notice: Notice) {
         let Some(task) = notice.task() else {
-            return self.poll_now();
+            return self.inner.poll_hint.notify_one();
         };
         let tails = self.inner.lock();
         let Some(entry) = tails.get(task) else {
@@ -117,8 +126,14 @@ impl Hub {
         match notice {
             Notice::Event { event, .. } => entry.tail.event(event),
             Notice::TaskChanged { .. } => entry.tail.reread(),
-            Notice::Unknown => {}
+            Notice::Unknown | Notice::Forged => {}
         }
+    }
+
+    /// The key notifications are verified with: the LISTEN connection sets it, every source of
+    /// notifications reads with it.
+    pub(crate) fn keys(&self) -> &KeyCell {
+        &self.inner.keys
     }
 
     /// Makes the poller check every watched task now: after a LISTEN reconnect, notifications
@@ -133,14 +148,22 @@ impl Hub {
     }
 
     /// The safety net: every `interval` (or when woken), one batched query for the positions
-    /// of every watched task, and each tail gets its observation. Runs until `shutdown`.
+    /// of every watched task, and each tail gets its observation. Hints wake it at most once
+    /// per interval. Runs until `shutdown`.
     pub(crate) async fn run_poller(self, interval: Duration, mut shutdown: Shutdown) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut hints = HintGate::new(interval);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = self.inner.poll_now.notified() => {}
+                _ = self.inner.poll_hint.notified() => {
+                    if !hints.admit(Instant::now()) {
+                        continue;
+                    }
+                    ticker.reset();
+                }
                 _ = shutdown.wait() => return,
             }
             self.poll_once().await;

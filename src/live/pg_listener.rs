@@ -8,6 +8,10 @@
 //! connection's session, so it is freed the moment the connection ends, and another instance
 //! takes it at its next try.
 //!
+//! Before it LISTENs it reads the key that notifications are signed with (see
+//! [`crate::live::notice`]) into the hub's key cell, which every source of notifications
+//! verifies with.
+//!
 //! When it drops (PostgreSQL restarted, backend terminated) it reconnects with capped backoff,
 //! re-issues LISTEN, and has the hub re-check every watched task, because notifications sent
 //! while it was down are gone.
@@ -24,7 +28,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 use crate::db::{self, seats};
 use crate::live::bus::Bus;
 use crate::live::hub::Hub;
-use crate::live::notice::Notice;
+use crate::live::notice::{Notice, NotifyKey};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -165,10 +169,13 @@ impl Session<'_> {
                     Some(Ok(AsyncMessage::Notification(notification))) => {
                         metrics.notifications.inc();
                         let (channel, payload) = (notification.channel(), notification.payload());
-                        let notice = Notice::parse(channel, payload, Instant::now());
-                        if let Some(publisher) = publisher
+                        let notice = hub.keys().parse(channel, payload, Instant::now());
+                        if matches!(notice, Notice::Forged) {
+                            metrics.notifications_forged.inc();
+                        } else if let Some(publisher) = publisher
                             && publishing.load(Ordering::Relaxed)
                         {
+                            // Only what verified goes on: a holder never relays a forgery.
                             publisher.offer(channel, notice.task(), payload);
                         }
                         hub.notify(notice);
@@ -209,6 +216,15 @@ impl Session<'_> {
         established: &mut bool,
     ) -> Result<Infallible, tokio_postgres::Error> {
         let (mode, hub, metrics) = (&self.mode, self.hub, self.metrics);
+        // The key is read before any LISTEN, so before the first notification can arrive.
+        let settings = db::read_notify_settings(client).await?;
+        hub.keys().set(NotifyKey::new(&settings.key));
+        if !reconnect {
+            tracing::info!(
+                payload = settings.payload.map_or("unknown", |mode| mode.as_str()),
+                "notifications: authenticated, payload mode read from the database"
+            );
+        }
         let mut nats_up = match mode {
             Mode::Bus { bus, .. } => Some(bus.up.clone()),
             Mode::Plain => None,

@@ -23,6 +23,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub(crate) use self::publisher::Publisher;
+
+/// The NATS subject that notifications on PostgreSQL `channel` about `task` travel on under
+/// `prefix` (`None`: those about every task): what NATS permissions name, and what a test that
+/// plays a hostile NATS publisher publishes to.
+pub fn subject(prefix: &str, channel: &str, task: Option<&str>) -> String {
+    subject::publish(prefix, channel, task)
+}
 use crate::config::BusConfig;
 use crate::live::hub::Hub;
 use crate::live::interest::Changes;

@@ -1,7 +1,7 @@
 //! The NATS subscriptions of bus mode: one per watched task, following the hub's announcements
 //! (subscribed when the task's tail starts, unsubscribed when it ends), plus one for the
 //! notifications that name no task. Every message goes to the hub as the notification it
-//! carries, read by [`Notice::from_bus`].
+//! carries, verified and read by the hub's key cell.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,6 +82,12 @@ async fn forward(mut subscriber: Subscriber, hub: Hub, metrics: Arc<Metrics>) {
     while let Some(message) = subscriber.next().await {
         metrics.bus.nats_received.inc();
         let channel = subject::channel(message.subject.as_str()).unwrap_or_default();
-        hub.notify(Notice::from_bus(channel, &message.payload, Instant::now()));
+        let notice = hub
+            .keys()
+            .parse_bus(channel, &message.payload, Instant::now());
+        if matches!(notice, Notice::Forged) {
+            metrics.notifications_forged.inc();
+        }
+        hub.notify(notice);
     }
 }

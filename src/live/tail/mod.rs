@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use self::plan::{Head, LargeFrames, OnEvent, Step};
+use self::plan::{Head, LargeFrames, Notified, OnEvent, Step};
 use crate::db::{Db, DbError, PageLimit, Session, TaskPosition};
 use crate::live::notice::NotifiedEvent;
 use crate::wire::event;
@@ -114,9 +114,17 @@ impl TailHandle {
         self.send(TailMsg::Event(event));
     }
 
-    /// The task's status changed, or it was deleted.
+    /// The task's status changed, or it was deleted. At most one such re-read is queued at a
+    /// time: it covers every change notified before it runs, and a flood of replayed task
+    /// notifications then costs one read at a time, not one per notification.
     pub(crate) fn reread(&self) {
-        self.send(TailMsg::Reread);
+        if self.resync.reread_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.inbox.try_send(TailMsg::Reread).is_err() {
+            self.resync.reread_queued.store(false, Ordering::Release);
+            self.resync.request();
+        }
     }
 
     /// The poll observed the task at `position` (`None`: it no longer exists).
@@ -133,11 +141,13 @@ impl TailHandle {
     }
 }
 
-/// A tail's "re-read your position" flag.
+/// A tail's "re-read your position" flags.
 #[derive(Debug, Default)]
 struct Resync {
     requested: AtomicBool,
     wake: Notify,
+    /// A [`TailMsg::Reread`] is in the inbox.
+    reread_queued: AtomicBool,
 }
 
 impl Resync {
@@ -150,6 +160,15 @@ impl Resync {
     /// Whether a re-read was asked for since the last call.
     fn take(&self) -> bool {
         self.requested.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// Where a notified event is, for the plan.
+fn notified(event: &NotifiedEvent) -> Notified<'_> {
+    Notified {
+        session: &event.session,
+        started_at: event.started_at,
+        seq: event.seq,
     }
 }
 
@@ -174,7 +193,12 @@ impl Tail {
             tokio::select! {
                 biased;
                 msg = queue.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
+                    Some(msg) => {
+                        if matches!(msg, TailMsg::Reread) {
+                            resync.reread_queued.store(false, Ordering::Release);
+                        }
+                        self.handle(msg).await;
+                    }
                     None => return,
                 },
                 () = resync.wake.notified() => {}
@@ -189,7 +213,7 @@ impl Tail {
         match msg {
             TailMsg::Event(event) => {
                 let has_body = event.body.is_some();
-                match plan::on_event(self.head.as_ref(), &event.session, event.seq, has_body) {
+                match plan::on_event(self.head.as_ref(), notified(&event), has_body) {
                     OnEvent::ReadFirstPosition => self.first_notification(event).await,
                     OnEvent::Ignore => {}
                     OnEvent::Publish(session) => {
@@ -212,7 +236,7 @@ impl Tail {
             Ok(position) => position,
             Err(error) => return self.read_failed(&error),
         };
-        let Some(head) = plan::first_head(position.as_ref(), &event.session, event.seq) else {
+        let Some(head) = plan::first_head(position.as_ref(), notified(&event)) else {
             return self.apply(position).await;
         };
         let session = head.session.clone();

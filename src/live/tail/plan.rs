@@ -96,23 +96,45 @@ pub(super) enum Step {
     Read(Head),
 }
 
-/// What an event notification (`seq` of `session`, with its content or not) asks of a tail at
-/// `head`. Notifications arrive in commit order and `seq` grows in commit order within a
-/// session, so the one right after the head needs no query.
-pub(super) fn on_event(head: Option<&Head>, session: &str, seq: i64, has_body: bool) -> OnEvent {
+/// A notified event's place: its session (id and `started_at`, which together name one
+/// incarnation of a session) and its seq.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Notified<'a> {
+    pub(super) session: &'a str,
+    pub(super) started_at: i64,
+    pub(super) seq: i64,
+}
+
+impl Notified<'_> {
+    fn is_of(&self, session: &Session) -> bool {
+        self.session == session.id && self.started_at == session.started_at
+    }
+
+    /// Whether its session started before `session` (the order that decides the latest one).
+    fn is_older_than(&self, session: &Session) -> bool {
+        (self.started_at, self.session) < (session.started_at, session.id.as_str())
+    }
+}
+
+/// What an event notification (with its content or not) asks of a tail at `head`.
+/// Notifications arrive in commit order and `seq` grows in commit order within a session, so
+/// the one right after the head needs no query. One of an older session than the head's (a
+/// replay: anyone who can connect may resend a payload it saw) is ignored for free.
+pub(super) fn on_event(head: Option<&Head>, event: Notified<'_>, has_body: bool) -> OnEvent {
     let Some(head) = head else {
         return OnEvent::ReadFirstPosition;
     };
     match &head.session {
-        Some(current) if current.id == session => {
-            if seq <= head.seq {
+        Some(current) if event.is_of(current) => {
+            if event.seq <= head.seq {
                 OnEvent::Ignore
-            } else if has_body && head.seq.checked_add(1) == Some(seq) {
+            } else if has_body && head.seq.checked_add(1) == Some(event.seq) {
                 OnEvent::Publish(current.clone())
             } else {
                 OnEvent::Reread
             }
         }
+        Some(current) if event.is_older_than(current) => OnEvent::Ignore,
         _ => OnEvent::Reread,
     }
 }
@@ -123,14 +145,14 @@ pub(super) fn on_event(head: Option<&Head>, session: &str, seq: i64, has_body: b
 /// session before this one was committed before that read and is in every subscriber's replay:
 /// the tail starts right before this event. `None` when the position shows another session, a
 /// task that is gone, or a seq it does not reach: the position is then taken as observed.
-pub(super) fn first_head(position: Option<&TaskPosition>, session: &str, seq: i64) -> Option<Head> {
+pub(super) fn first_head(position: Option<&TaskPosition>, event: Notified<'_>) -> Option<Head> {
     let (latest, last_seq) = position?.head.as_ref()?;
-    if latest.id != session || seq < 1 || seq > *last_seq {
+    if !event.is_of(latest) || event.seq > *last_seq {
         return None;
     }
     Some(Head {
         session: Some(latest.clone()),
-        seq: seq - 1,
+        seq: event.seq.checked_sub(1).filter(|seq| *seq >= 0)?,
     })
 }
 
@@ -190,6 +212,15 @@ mod tests {
         }
     }
 
+    /// Event `seq` of the session `session` that started at `started_at`.
+    fn at(session: &str, started_at: i64, seq: i64) -> Notified<'_> {
+        Notified {
+            session,
+            started_at,
+            seq,
+        }
+    }
+
     #[test]
     fn small_frames_always_go_into_the_ring() {
         let mut large = LargeFrames::default();
@@ -225,61 +256,120 @@ mod tests {
     #[test]
     fn the_next_event_with_its_body_is_published_without_a_query() {
         let s1 = session("s1", 1);
-        let at = head(&s1, 4);
-        assert_eq!(on_event(Some(&at), "s1", 5, true), OnEvent::Publish(s1));
+        let here = head(&s1, 4);
+        assert_eq!(
+            on_event(Some(&here), at("s1", 1, 5), true),
+            OnEvent::Publish(s1)
+        );
     }
 
     #[test]
     fn an_event_already_published_is_ignored() {
-        let at = head(&session("s1", 1), 4);
-        assert_eq!(on_event(Some(&at), "s1", 4, true), OnEvent::Ignore);
-        assert_eq!(on_event(Some(&at), "s1", 1, false), OnEvent::Ignore);
-        assert_eq!(on_event(Some(&at), "s1", i64::MIN, true), OnEvent::Ignore);
+        let here = head(&session("s1", 1), 4);
+        assert_eq!(on_event(Some(&here), at("s1", 1, 4), true), OnEvent::Ignore);
+        assert_eq!(
+            on_event(Some(&here), at("s1", 1, 1), false),
+            OnEvent::Ignore
+        );
+        assert_eq!(
+            on_event(Some(&here), at("s1", 1, i64::MIN), true),
+            OnEvent::Ignore
+        );
     }
 
     #[test]
     fn a_gap_a_missing_body_or_another_session_re_reads() {
-        let at = head(&session("s1", 1), 4);
-        assert_eq!(on_event(Some(&at), "s1", 6, true), OnEvent::Reread);
-        assert_eq!(on_event(Some(&at), "s1", 5, false), OnEvent::Reread);
-        assert_eq!(on_event(Some(&at), "s2", 1, true), OnEvent::Reread);
-        assert_eq!(on_event(Some(&at), "s1", i64::MAX, true), OnEvent::Reread);
+        let here = head(&session("s1", 1), 4);
+        assert_eq!(on_event(Some(&here), at("s1", 1, 6), true), OnEvent::Reread);
+        assert_eq!(
+            on_event(Some(&here), at("s1", 1, 5), false),
+            OnEvent::Reread
+        );
+        assert_eq!(on_event(Some(&here), at("s2", 2, 1), true), OnEvent::Reread);
+        assert_eq!(
+            on_event(Some(&here), at("s1", 1, i64::MAX), true),
+            OnEvent::Reread
+        );
         let empty = Head {
             session: None,
             seq: 0,
         };
-        assert_eq!(on_event(Some(&empty), "s1", 1, true), OnEvent::Reread);
+        assert_eq!(
+            on_event(Some(&empty), at("s1", 1, 1), true),
+            OnEvent::Reread
+        );
     }
 
     #[test]
     fn a_tail_that_does_not_know_its_position_reads_it_first() {
-        assert_eq!(on_event(None, "s1", 1, true), OnEvent::ReadFirstPosition);
+        assert_eq!(
+            on_event(None, at("s1", 1, 1), true),
+            OnEvent::ReadFirstPosition
+        );
     }
 
     #[test]
     fn a_new_tail_starts_right_before_its_first_notification() {
         let s1 = session("s1", 1);
         let read = position(true, Some((&s1, 9)));
-        assert_eq!(first_head(Some(&read), "s1", 7), Some(head(&s1, 6)));
-        assert_eq!(first_head(Some(&read), "s1", 9), Some(head(&s1, 8)));
+        assert_eq!(first_head(Some(&read), at("s1", 1, 7)), Some(head(&s1, 6)));
+        assert_eq!(first_head(Some(&read), at("s1", 1, 9)), Some(head(&s1, 8)));
     }
 
     #[test]
     fn a_first_notification_that_the_position_does_not_confirm_is_not_trusted() {
         let s1 = session("s1", 1);
         let read = position(true, Some((&s1, 9)));
-        assert_eq!(first_head(Some(&read), "s1", 10), None, "past the table");
-        assert_eq!(first_head(Some(&read), "s2", 1), None, "another session");
-        assert_eq!(first_head(Some(&read), "s1", 0), None);
-        assert_eq!(first_head(Some(&read), "s1", i64::MIN), None);
-        assert_eq!(first_head(None, "s1", 1), None, "task gone");
-        assert_eq!(first_head(Some(&position(true, None)), "s1", 1), None);
+        assert_eq!(
+            first_head(Some(&read), at("s1", 1, 10)),
+            None,
+            "past the table"
+        );
+        assert_eq!(
+            first_head(Some(&read), at("s2", 2, 1)),
+            None,
+            "another session"
+        );
+        assert_eq!(first_head(Some(&read), at("s1", 1, 0)), None);
+        assert_eq!(first_head(Some(&read), at("s1", 1, i64::MIN)), None);
+        assert_eq!(first_head(None, at("s1", 1, 1)), None, "task gone");
+        assert_eq!(
+            first_head(Some(&position(true, None)), at("s1", 1, 1)),
+            None
+        );
+        assert_eq!(
+            first_head(Some(&read), at("s1", 2, 7)),
+            None,
+            "another incarnation of the session id"
+        );
+    }
+
+    #[test]
+    fn a_replay_of_an_older_session_is_ignored_without_a_query() {
+        let here = head(&session("s2", 5), 4);
+        assert_eq!(on_event(Some(&here), at("s1", 1, 9), true), OnEvent::Ignore);
+        assert_eq!(
+            on_event(Some(&here), at("s2", 3, 5), true),
+            OnEvent::Ignore,
+            "an older incarnation of the same id (deleted, then reused)"
+        );
+        assert_eq!(
+            on_event(Some(&here), at("s2", 7, 5), true),
+            OnEvent::Reread,
+            "a newer incarnation"
+        );
+        assert_eq!(on_event(Some(&here), at("s3", 9, 1), true), OnEvent::Reread);
+        assert_eq!(
+            on_event(Some(&here), at("s1", 5, 1), true),
+            OnEvent::Ignore,
+            "tie: by id"
+        );
     }
 
     #[test]
     fn a_gone_task_completes() {
-        let at = head(&session("s1", 1), 4);
-        let plan = catch_up(Some(&at), None, 100);
+        let here = head(&session("s1", 1), 4);
+        let plan = catch_up(Some(&here), None, 100);
         assert_eq!((plan.step, plan.complete), (Step::Stay, true));
     }
 

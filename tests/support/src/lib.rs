@@ -10,6 +10,8 @@
 //! - [`writer`]: what an agent writes (tasks, events, statuses), and a writer that holds a lock.
 //! - [`server`]: [`server::TestServer`], a server on its own database, and the fast
 //!   configuration tests start it with; [`auth`]: the tests' JWT secret and tokens.
+//! - [`roles`]: login roles with taskstream's group roles, as an operator creates them;
+//!   [`listener`]: a LISTEN connection that hears every payload, as any login's can.
 //! - [`http`]: [`http::Response`], one request over a new connection, its body read whole or as
 //!   an event stream.
 //! - [`raw_client`]: [`raw_client::RawClient`], a bare socket that reads only when asked, for
@@ -38,11 +40,13 @@ pub mod e2e;
 pub mod http;
 pub mod js_client;
 pub mod ledger;
+pub mod listener;
 pub mod load;
 pub mod metrics;
 pub mod nats;
 pub mod pg_proxy;
 pub mod raw_client;
+pub mod roles;
 pub mod server;
 pub mod sse_parser;
 pub mod tls;

@@ -1,11 +1,14 @@
-// A remote control for headless Chromium pages, for tests/e2e_browser.rs and
+// A remote control for headless browser pages, for tests/e2e_browser.rs and
 // tests/e2e_js_client.rs.
 //
 // The Rust test sends one JSON command per line on stdin and reads one JSON answer per line on
 // stdout ({"ok": value} or {"error": message}); the test logic stays in Rust, next to the server
-// and the database it controls. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM), driven
-// through playwright-core, with a fresh profile that is removed on exit. The browser closes when
-// stdin closes, so a test that fails cannot leave it running.
+// and the database it controls. The browser runs with a fresh profile that is removed on exit,
+// and closes when stdin closes, so a test that fails cannot leave it running:
+//   - Chromium (the default): Debian's /usr/bin/chromium, or $CHROMIUM, through playwright-core;
+//   - Firefox ($TASKSTREAM_BROWSER=firefox): Debian's /usr/bin/firefox-esr, or $FIREFOX, through
+//     puppeteer-core and WebDriver BiDi. Playwright drives only its own patched Firefox builds,
+//     which are downloaded from outside the package registries; puppeteer drives a stock one.
 //
 // Commands act on page 0, or on the page numbered by their "page" field:
 //   {"cmd": "newPage"}                     open another page; its number
@@ -26,29 +29,72 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'taskstream-chromium-'));
+const engine = process.env.TASKSTREAM_BROWSER || 'chromium';
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), `taskstream-${engine}-`));
+const viewport = { width: 1000, height: 760 };
 
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  viewport: { width: 1000, height: 760 },
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
-
+/** The stream requests of every page: url, resource type, and a promise of its headers. */
 const requests = [];
-const errors = [];
 
-context.on('request', (request) => {
-  if (!request.url().includes('/events/stream')) return;
-  // Read later; a request that fails before its headers are known has none to report.
-  const headers = request.allHeaders().catch(() => ({}));
-  requests.push({ url: request.url(), type: request.resourceType(), headers });
-});
+/** Notes a request if it is a stream's. */
+function track(url, type, headers) {
+  if (url.includes('/events/stream')) requests.push({ url, type, headers });
+}
+
+/** Headless Chromium through playwright-core. */
+async function launchChromium() {
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  // Headers are read later; a request that fails before they are known has none to report.
+  context.on('request', (request) =>
+    track(request.url(), request.resourceType(), request.allHeaders().catch(() => ({}))));
+  return {
+    firstPage: context.pages()[0] ?? (await context.newPage()),
+    newPage: () => context.newPage(),
+    setViewport: (page, size) => page.setViewportSize(size),
+    addCookie: (cookie) => context.addCookies([cookie]),
+    close: () => context.close(),
+  };
+}
+
+/** Headless Firefox through puppeteer-core (WebDriver BiDi). */
+async function launchFirefox() {
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: process.env.FIREFOX || '/usr/bin/firefox-esr',
+    headless: true,
+    userDataDir: profile,
+    defaultViewport: viewport,
+  });
+  // WebDriver BiDi does not tell a request's resource type.
+  const trackRequests = (page) => {
+    page.on('request', (request) =>
+      track(request.url(), null, Promise.resolve(request.headers())));
+    return page;
+  };
+  return {
+    firstPage: trackRequests((await browser.pages())[0] ?? (await browser.newPage())),
+    newPage: async () => trackRequests(await browser.newPage()),
+    setViewport: (page, size) => page.setViewport(size),
+    addCookie: (cookie) => browser.setCookie(cookie),
+    close: () => browser.close(),
+  };
+}
+
+const launchers = { chromium: launchChromium, firefox: launchFirefox };
+if (!launchers[engine]) throw new Error(`unknown TASKSTREAM_BROWSER ${JSON.stringify(engine)}`);
+const browser = await launchers[engine]();
+
+const errors = [];
 
 /** Collects a page's errors. */
 function watch(page) {
@@ -59,7 +105,7 @@ function watch(page) {
   return page;
 }
 
-const pages = [watch(context.pages()[0] ?? (await context.newPage()))];
+const pages = [watch(browser.firstPage)];
 
 /** client_driver.mjs as an inline module of a page, wired to the server's taskstream.js. */
 const driver = fs.readFileSync(new URL('./client_driver.mjs', import.meta.url), 'utf8') + `
@@ -93,7 +139,7 @@ async function run(command) {
   if (!page) throw new Error(`no page ${command.page}`);
   switch (command.cmd) {
     case 'newPage':
-      pages.push(watch(await context.newPage()));
+      pages.push(watch(await browser.newPage()));
       return pages.length - 1;
     case 'driver':
       await page.addScriptTag({ type: 'module', content: driver });
@@ -109,14 +155,14 @@ async function run(command) {
       await page.click(command.selector);
       return null;
     case 'viewport':
-      await page.setViewportSize({ width: command.width, height: command.height });
+      await browser.setViewport(page, { width: command.width, height: command.height });
       return null;
     case 'screenshot':
       fs.mkdirSync(path.dirname(command.path), { recursive: true });
       await page.screenshot({ path: command.path, fullPage: command.fullPage ?? false });
       return null;
     case 'cookie':
-      await context.addCookies([{ name: command.name, value: command.value, url: command.url }]);
+      await browser.addCookie({ name: command.name, value: command.value, url: command.url });
       return null;
     case 'requests':
       return await Promise.all(requests.map(async (r) => {
@@ -131,7 +177,7 @@ async function run(command) {
 }
 
 async function shutdown(code) {
-  await context.close().catch(() => {});
+  await browser.close().catch(() => {});
   fs.rmSync(profile, { recursive: true, force: true });
   process.exit(code);
 }

@@ -1,5 +1,5 @@
 //! The end-to-end tools: programs run as child processes that report what they see as JSON
-//! lines: a headless Chromium driven through `tests/e2e/browser.mjs`, Node's `eventsource` and
+//! lines: a headless Chromium or Firefox driven through `tests/e2e/browser.mjs`, Node's `eventsource` and
 //! Python's `aiohttp-sse-client` (which this project did not write), and Node running scripts
 //! of `tests/e2e` against the project's own `taskstream.js` (see [`crate::js_client`]).
 //!
@@ -159,24 +159,56 @@ impl Script {
 /// One browser at a time in a test binary: the machine is small and a browser is not.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A headless Chromium with one page, driven through `tests/e2e/browser.mjs`.
+/// The browsers `tests/e2e/browser.mjs` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian's `/usr/bin/chromium` (or `$CHROMIUM`), through playwright-core.
+    Chromium,
+    /// Debian's `/usr/bin/firefox-esr` (or `$FIREFOX`), through puppeteer-core.
+    Firefox,
+}
+
+impl Engine {
+    /// Its executable, the package that installs it, and its name for `browser.mjs`.
+    fn install(self) -> (std::ffi::OsString, &'static str, &'static str) {
+        let (variable, default, package, name) = match self {
+            Engine::Chromium => ("CHROMIUM", "/usr/bin/chromium", "chromium", "chromium"),
+            Engine::Firefox => ("FIREFOX", "/usr/bin/firefox-esr", "firefox-esr", "firefox"),
+        };
+        let executable = std::env::var_os(variable).unwrap_or_else(|| default.into());
+        (executable, package, name)
+    }
+}
+
+/// A headless browser with one page, driven through `tests/e2e/browser.mjs`.
 pub struct Browser {
     script: Script,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
-    /// Starts Chromium (Debian's `/usr/bin/chromium`, or `$CHROMIUM`) with a fresh profile.
+    /// Starts Chromium with a fresh profile.
     pub async fn launch() -> Browser {
-        let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
-        require(Path::new(&chromium), "Chromium", "apt-get install chromium");
+        Browser::launch_engine(Engine::Chromium).await
+    }
+
+    /// Starts `engine` with a fresh profile.
+    pub async fn launch_engine(engine: Engine) -> Browser {
+        let (executable, package, name) = engine.install();
         require(
-            &e2e_dir().join("node_modules/playwright-core"),
-            "playwright-core",
+            Path::new(&executable),
+            package,
+            &format!("apt-get install {package}"),
+        );
+        require(
+            &e2e_dir().join("node_modules/puppeteer-core"),
+            "the browser drivers",
             "npm ci --prefix tests/e2e",
         );
         let turn = ONE_BROWSER.lock().await;
-        let mut script = Script::spawn(node("browser.mjs"), "browser.mjs");
+        let mut command = node("browser.mjs");
+        command.env("TASKSTREAM_BROWSER", name);
+        let mut script = Script::spawn(command, "browser.mjs");
         let ready = script.next().await;
         assert_eq!(ready, json!({ "ok": "ready" }), "browser.mjs did not start");
         Browser {

@@ -1,13 +1,13 @@
 //! taskstream.js, the project's own client, under test: clients run by
 //! `tests/e2e/client_driver.mjs`, either in Node (`js_clients.mjs`, which imports the module
-//! from the repository as a Node application does) or in Chromium pages (which import it from
+//! from the repository as a Node application does) or in Chromium or Firefox pages (which import it from
 //! the server's `/assets/taskstream.js`), and a log per client of what it reported.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::e2e::{Browser, Script, node};
+use crate::e2e::{Browser, Engine, Script, node};
 
 /// Where the clients run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +16,16 @@ pub enum Runtime {
     Node,
     /// One Chromium page per client.
     Chromium,
+    /// One Firefox page per client.
+    Firefox,
 }
 
-/// Most Chromium pages that follow a stream of one host at once: over HTTP/1.1 a browser
-/// allows six connections per host across all its pages, and one stays free for page loads.
+/// Most browser pages that follow a stream of one host at once: over HTTP/1.1 Chromium and
+/// Firefox allow six connections per host across all their pages, and one stays free for page
+/// loads.
 pub const MAX_PAGES: usize = 5;
 
-/// How often Chromium pages are asked for their reports.
+/// How often browser pages are asked for their reports.
 const PAGE_POLL: Duration = Duration::from_millis(50);
 
 /// How long one read of Node's reports waits before the deadline is checked again.
@@ -87,7 +90,7 @@ impl ClientLog {
 /// Where the clients run, and how to reach them.
 enum Runner {
     Node(Script),
-    Chromium(Browser),
+    Browser(Browser),
 }
 
 /// A number of taskstream.js clients of one server, each driven by the test.
@@ -100,7 +103,7 @@ pub struct JsClients {
 
 impl JsClients {
     /// Starts `count` clients of the server at `base` (`http://host:port`) in `runtime`; none
-    /// follows a task yet. In Chromium each client has a page of its own on the server's origin
+    /// follows a task yet. In a browser each client has a page of its own on the server's origin
     /// (at most [`MAX_PAGES`]).
     pub async fn start(runtime: Runtime, base: &str, count: usize) -> JsClients {
         let runner = match runtime {
@@ -109,9 +112,14 @@ impl JsClients {
                 assert_eq!(script.next().await, json!({ "ready": true }));
                 Runner::Node(script)
             }
-            Runtime::Chromium => {
+            Runtime::Chromium | Runtime::Firefox => {
                 assert!(count <= MAX_PAGES, "at most {MAX_PAGES} pages per host");
-                let mut browser = Browser::launch().await;
+                let engine = if runtime == Runtime::Firefox {
+                    Engine::Firefox
+                } else {
+                    Engine::Chromium
+                };
+                let mut browser = Browser::launch_engine(engine).await;
                 for client in 0..count {
                     let page = if client == 0 {
                         0
@@ -124,7 +132,7 @@ impl JsClients {
                         .await;
                     browser.call_on(page, json!({ "cmd": "driver" })).await;
                 }
-                Runner::Chromium(browser)
+                Runner::Browser(browser)
             }
         };
         JsClients {
@@ -156,7 +164,7 @@ impl JsClients {
     pub async fn command(&mut self, client: usize, command: Value) {
         match &mut self.runner {
             Runner::Node(script) => script.send(&command).await,
-            Runner::Chromium(browser) => {
+            Runner::Browser(browser) => {
                 let js = format!("(window.__command({command}), true)");
                 browser
                     .call_on(client, json!({ "cmd": "eval", "js": js }))
@@ -207,7 +215,7 @@ impl JsClients {
                     reports.push(report);
                 }
             }
-            Runner::Chromium(browser) => {
+            Runner::Browser(browser) => {
                 for page in 0..self.logs.len() {
                     let js = json!({ "cmd": "eval", "js": "window.__reports.splice(0)" });
                     let batch = browser.call_on(page, js).await;
@@ -240,14 +248,14 @@ impl JsClients {
         }
     }
 
-    /// Stops the clients: Node must exit cleanly, and no Chromium page may have thrown.
+    /// Stops the clients: Node must exit cleanly, and no browser page may have thrown.
     pub async fn close(self) {
         match self.runner {
             Runner::Node(script) => {
                 let status = script.exit().await;
                 assert!(status.success(), "js_clients.mjs exited with {status}");
             }
-            Runner::Chromium(mut browser) => {
+            Runner::Browser(mut browser) => {
                 let thrown: Vec<String> = browser
                     .errors()
                     .await

@@ -196,6 +196,49 @@ pub async fn create_tasks(client: &Client, sessions: &[Session]) -> Result<(), S
     Ok(())
 }
 
+/// Sets the notification payload mode of the run's database (`event` or `address`), as
+/// `taskstream migrate --notify-payload` does; the triggers read it on every insert.
+pub async fn set_notify_payload(client: &Client, mode: &str) -> Result<(), String> {
+    client
+        .execute(
+            "UPDATE taskstream_notify_settings SET payload = $1",
+            &[&mode],
+        )
+        .await
+        .map_err(|e| format!("set the payload mode to {mode}: {}", pg_error(&e)))?;
+    Ok(())
+}
+
+/// How many MACs [`mac_micros`] computes, and how many bytes each covers (an ordinary event's
+/// notification).
+const MAC_SAMPLES: i32 = 20_000;
+const MAC_PAYLOAD_BYTES: i32 = 300;
+
+/// What signing one notification costs PostgreSQL, in microseconds: the schema's own
+/// `taskstream_signed` over [`MAC_SAMPLES`] payloads, less the same query building the payloads
+/// without signing them.
+pub async fn mac_micros(client: &Client) -> Result<f64, String> {
+    let timed = |sql: &'static str| async move {
+        let started = std::time::Instant::now();
+        client
+            .query_one(sql, &[&MAC_SAMPLES, &MAC_PAYLOAD_BYTES])
+            .await
+            .map_err(|e| format!("time the notification MAC: {}", pg_error(&e)))?;
+        Ok::<f64, String>(started.elapsed().as_secs_f64())
+    };
+    let signed = timed(
+        "SELECT count(taskstream_signed('taskstream_events', repeat('x', $2) || g, s.mac_key)) \
+         FROM generate_series(1, $1) AS g, taskstream_notify_settings AS s",
+    )
+    .await?;
+    let unsigned = timed(
+        "SELECT count(repeat('x', $2) || g || s.mac_key) \
+         FROM generate_series(1, $1) AS g, taskstream_notify_settings AS s",
+    )
+    .await?;
+    Ok((signed - unsigned).max(0.0) * 1e6 / f64::from(MAC_SAMPLES))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

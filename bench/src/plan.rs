@@ -10,7 +10,8 @@
 //! - **replay**: a session of N stored events read by a new client: time to first event and
 //!   to caught up.
 //! - **write-ceiling**: the insert rate PostgreSQL sustains with the schema's NOTIFY trigger
-//!   and without it (NOTIFY serialises commits behind one lock).
+//!   (in both payload modes: the event, or its address only) and without it (NOTIFY serialises
+//!   commits behind one lock), and what the notification's MAC costs per insert.
 
 use crate::peers::PeerKind;
 

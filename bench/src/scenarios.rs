@@ -389,8 +389,10 @@ impl Run<'_> {
         result
     }
 
-    /// Writers on their own sessions at full speed for a while, with the NOTIFY trigger and
-    /// then without it.
+    /// Writers on their own sessions at full speed for a while: with the NOTIFY trigger in the
+    /// default payload mode (the event itself), then in the address-only mode (every listening
+    /// instance reads each event back), then without the trigger; and what the MAC of one
+    /// notification costs PostgreSQL.
     async fn write_ceiling(&mut self) -> Result<(), String> {
         let plan = self.plan;
         let sessions: Vec<Arc<Vec<Session>>> = (0..plan.ceiling_writers)
@@ -408,17 +410,28 @@ impl Run<'_> {
         };
         self.mark_start().await;
         let with_notify = write_all(&mut writers, spec).await?;
+        let owner = writers[0].client();
+        dbstats::set_notify_payload(owner, "address").await?;
+        let address_only = write_all(&mut writers, spec).await;
+        dbstats::set_notify_payload(writers[0].client(), "event").await?;
+        let address_only = address_only?;
         writers[0]
             .client()
             .batch_execute("ALTER TABLE agent_events DISABLE TRIGGER agent_events_notify")
             .await
             .map_err(|e| format!("disable the notify trigger: {}", pg_error(&e)))?;
         let without_notify = write_all(&mut writers, spec).await?;
+        let mac_us = dbstats::mac_micros(writers[0].client()).await?;
         self.mark_end().await;
-        self.written_in_window += with_notify.events + without_notify.events;
+        self.written_in_window += with_notify.events + address_only.events + without_notify.events;
         let extra = &mut self.figures.extra;
         extra.insert("writes_per_s_notify".into(), with_notify.rate.round());
+        extra.insert(
+            "writes_per_s_address_only".into(),
+            address_only.rate.round(),
+        );
         extra.insert("writes_per_s_no_notify".into(), without_notify.rate.round());
+        extra.insert("mac_us_per_insert".into(), round3(mac_us));
         self.figures.writer = Some(with_notify);
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! taskstream.js, the project's client (`src/viewer/taskstream.js`), against a real server, in
-//! Node (importing the file from the repository) and in Chromium and Firefox (importing it from
-//! the server's `/assets/taskstream.js`): it resumes from its last event across a server restart;
+//! Node (importing the file from the repository) and in Chromium, Firefox and WebKit (Safari's
+//! engine, as WebKitGTK; importing it from the server's `/assets/taskstream.js`): it resumes from its last event across a server restart;
 //! in a storm of `503`s from a full server it spreads its retries, honours `retry-after` and
 //! never gives up; an expired token is reported, refreshed and the stream resumed with nothing
 //! lost; a refused new token is not retried but waits for the application; every event type,
@@ -9,8 +9,8 @@
 //! against the WHATWG cases of the Rust test parser, on the same bytes.
 //!
 //! Run with `cargo test --features e2e --test e2e_js_client`; needs Node 20+, `npm ci --prefix
-//! tests/e2e` and the `chromium` and `firefox-esr` packages (`.ci/run` installs them). Safari
-//! does not run on Linux; its engine is not tested here.
+//! tests/e2e` and the `chromium`, `firefox-esr`, `webkit2gtk-driver` and `xvfb` packages
+//! (`.ci/run` installs them).
 
 #![cfg(feature = "e2e")]
 
@@ -151,6 +151,11 @@ async fn firefox_resumes_across_a_server_restart() {
     resumes_across_a_server_restart(Runtime::Firefox, 2).await;
 }
 
+#[tokio::test]
+async fn webkit_resumes_across_a_server_restart() {
+    resumes_across_a_server_restart(Runtime::WebKit, 2).await;
+}
+
 // === A storm of 503s ===
 
 /// A full server (`--max-streams`, every slot taken) answers `503` with `retry-after`: every
@@ -237,6 +242,11 @@ async fn firefox_pages_spread_and_outlast_a_storm_of_503s() {
     a_storm_of_503s_is_spread_and_outlasted(Runtime::Firefox, MAX_PAGES).await;
 }
 
+#[tokio::test]
+async fn webkit_pages_spread_and_outlast_a_storm_of_503s() {
+    a_storm_of_503s_is_spread_and_outlasted(Runtime::WebKit, MAX_PAGES).await;
+}
+
 // === Tokens ===
 
 /// The token expires mid-stream: the server ends the stream and refuses the reconnect with
@@ -302,6 +312,11 @@ async fn chromium_refreshes_an_expired_token_and_resumes() {
 #[tokio::test]
 async fn firefox_refreshes_an_expired_token_and_resumes() {
     an_expired_token_is_refreshed_and_the_stream_resumes(Runtime::Firefox).await;
+}
+
+#[tokio::test]
+async fn webkit_refreshes_an_expired_token_and_resumes() {
+    an_expired_token_is_refreshed_and_the_stream_resumes(Runtime::WebKit).await;
 }
 
 /// A token that does not cover the task is `403`, reported as `auth`; when the refreshed token
@@ -379,6 +394,11 @@ async fn firefox_waits_for_the_application_after_a_second_refusal() {
     a_token_refused_twice_waits_for_the_application(Runtime::Firefox).await;
 }
 
+#[tokio::test]
+async fn webkit_waits_for_the_application_after_a_second_refusal() {
+    a_token_refused_twice_waits_for_the_application(Runtime::WebKit).await;
+}
+
 // === Every event type ===
 
 /// Stored events of the protocol's types, of types nobody named, and of reserved names: each
@@ -452,6 +472,11 @@ async fn firefox_receives_every_event_type() {
     every_event_type_reaches_the_one_callback(Runtime::Firefox).await;
 }
 
+#[tokio::test]
+async fn webkit_receives_every_event_type() {
+    every_event_type_reaches_the_one_callback(Runtime::WebKit).await;
+}
+
 // === Exactly once ===
 
 /// A writer inserts events of several types while the server ends every stream after a short
@@ -504,6 +529,11 @@ async fn chromium_receives_every_committed_event_exactly_once() {
 #[tokio::test]
 async fn firefox_receives_every_committed_event_exactly_once() {
     every_committed_event_arrives_exactly_once(Runtime::Firefox, 2).await;
+}
+
+#[tokio::test]
+async fn webkit_receives_every_committed_event_exactly_once() {
+    every_committed_event_arrives_exactly_once(Runtime::WebKit, 2).await;
 }
 
 // === The parser ===

@@ -9,6 +9,8 @@
 //   - Firefox ($TASKSTREAM_BROWSER=firefox): Debian's /usr/bin/firefox-esr, or $FIREFOX, through
 //     puppeteer-core and WebDriver BiDi. Playwright drives only its own patched Firefox builds,
 //     which are downloaded from outside the package registries; puppeteer drives a stock one.
+//   - WebKit ($TASKSTREAM_BROWSER=webkit), Safari's engine as Linux has it: see webkit.mjs.
+//     It has no request log and no cookie command.
 //
 // Commands act on page 0, or on the page numbered by their "page" field:
 //   {"cmd": "newPage"}                     open another page; its number
@@ -30,6 +32,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
+import { launchWebKit } from './webkit.mjs';
 
 const engine = process.env.TASKSTREAM_BROWSER || 'chromium';
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), `taskstream-${engine}-`));
@@ -90,7 +93,11 @@ async function launchFirefox() {
   };
 }
 
-const launchers = { chromium: launchChromium, firefox: launchFirefox };
+const launchers = {
+  chromium: launchChromium,
+  firefox: launchFirefox,
+  webkit: () => launchWebKit(viewport),
+};
 if (!launchers[engine]) throw new Error(`unknown TASKSTREAM_BROWSER ${JSON.stringify(engine)}`);
 const browser = await launchers[engine]();
 
@@ -170,6 +177,7 @@ async function run(command) {
         return { url: r.url, type: r.type, lastEventId };
       }));
     case 'errors':
+      await browser.collectErrors?.();
       return errors;
     default:
       throw new Error(`unknown command ${JSON.stringify(command.cmd)}`);

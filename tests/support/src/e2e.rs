@@ -1,5 +1,5 @@
 //! The end-to-end tools: programs run as child processes that report what they see as JSON
-//! lines: a headless Chromium or Firefox driven through `tests/e2e/browser.mjs`, Node's `eventsource` and
+//! lines: a headless Chromium, Firefox or WebKit driven through `tests/e2e/browser.mjs`, Node's `eventsource` and
 //! Python's `aiohttp-sse-client` (which this project did not write), and Node running scripts
 //! of `tests/e2e` against the project's own `taskstream.js` (see [`crate::js_client`]).
 //!
@@ -166,6 +166,9 @@ pub enum Engine {
     Chromium,
     /// Debian's `/usr/bin/firefox-esr` (or `$FIREFOX`), through puppeteer-core.
     Firefox,
+    /// WebKitGTK's MiniBrowser (Safari's engine as Linux has it), through WebKitWebDriver on a
+    /// private Xvfb display (`tests/e2e/webkit.mjs`).
+    WebKit,
 }
 
 impl Engine {
@@ -174,6 +177,12 @@ impl Engine {
         let (variable, default, package, name) = match self {
             Engine::Chromium => ("CHROMIUM", "/usr/bin/chromium", "chromium", "chromium"),
             Engine::Firefox => ("FIREFOX", "/usr/bin/firefox-esr", "firefox-esr", "firefox"),
+            Engine::WebKit => (
+                "WEBKITWEBDRIVER",
+                "/usr/bin/WebKitWebDriver",
+                "webkit2gtk-driver xvfb",
+                "webkit",
+            ),
         };
         let executable = std::env::var_os(variable).unwrap_or_else(|| default.into());
         (executable, package, name)

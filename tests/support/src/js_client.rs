@@ -1,6 +1,6 @@
 //! taskstream.js, the project's own client, under test: clients run by
 //! `tests/e2e/client_driver.mjs`, either in Node (`js_clients.mjs`, which imports the module
-//! from the repository as a Node application does) or in Chromium or Firefox pages (which import it from
+//! from the repository as a Node application does) or in browser pages (Chromium, Firefox, WebKit; which import it from
 //! the server's `/assets/taskstream.js`), and a log per client of what it reported.
 
 use std::time::{Duration, Instant};
@@ -18,11 +18,25 @@ pub enum Runtime {
     Chromium,
     /// One Firefox page per client.
     Firefox,
+    /// One WebKit (WebKitGTK) tab per client.
+    WebKit,
 }
 
-/// Most browser pages that follow a stream of one host at once: over HTTP/1.1 Chromium and
-/// Firefox allow six connections per host across all their pages, and one stays free for page
-/// loads.
+impl Runtime {
+    /// The browser it runs in, if any.
+    fn engine(self) -> Option<Engine> {
+        match self {
+            Runtime::Node => None,
+            Runtime::Chromium => Some(Engine::Chromium),
+            Runtime::Firefox => Some(Engine::Firefox),
+            Runtime::WebKit => Some(Engine::WebKit),
+        }
+    }
+}
+
+/// Most browser pages that follow a stream of one host at once: over HTTP/1.1 Chromium,
+/// Firefox and WebKit allow six connections per host across all their pages, and one stays free
+/// for page loads.
 pub const MAX_PAGES: usize = 5;
 
 /// How often browser pages are asked for their reports.
@@ -106,19 +120,14 @@ impl JsClients {
     /// follows a task yet. In a browser each client has a page of its own on the server's origin
     /// (at most [`MAX_PAGES`]).
     pub async fn start(runtime: Runtime, base: &str, count: usize) -> JsClients {
-        let runner = match runtime {
-            Runtime::Node => {
+        let runner = match runtime.engine() {
+            None => {
                 let mut script = Script::spawn(node("js_clients.mjs"), "js_clients.mjs");
                 assert_eq!(script.next().await, json!({ "ready": true }));
                 Runner::Node(script)
             }
-            Runtime::Chromium | Runtime::Firefox => {
+            Some(engine) => {
                 assert!(count <= MAX_PAGES, "at most {MAX_PAGES} pages per host");
-                let engine = if runtime == Runtime::Firefox {
-                    Engine::Firefox
-                } else {
-                    Engine::Chromium
-                };
                 let mut browser = Browser::launch_engine(engine).await;
                 for client in 0..count {
                     let page = if client == 0 {

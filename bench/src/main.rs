@@ -12,7 +12,8 @@
 //! - [`plan`]: the scenarios and their sizes, full and `--quick`.
 //! - [`peers`]: the systems compared and their processes; [`nchan`]: the private nginx;
 //!   [`process`]: stopping a process; [`metrics`]: taskstream's own counters.
-//! - [`fleet`]: many SSE clients, driven together; [`client`]: one client; [`shared`]: what a
+//! - [`fleet`]: many SSE clients, driven together; [`h2_idle`]: idle HTTP/2 streams, many per
+//!   connection; [`client`]: one client; [`shared`]: what a
 //!   fleet's clients share; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
 //! - [`writer`]: inserts (and nchan publishes) at a pace; [`dbstats`]: run databases and
@@ -28,6 +29,7 @@ mod cli;
 mod client;
 mod dbstats;
 mod fleet;
+mod h2_idle;
 mod ledger;
 mod metrics;
 mod nchan;

@@ -138,6 +138,9 @@ impl PeerSetup {
 fn start_taskstream(bin: &Path, database_url: &str, args: &[&str]) -> Result<RunningPeer, String> {
     let mut child = Command::new(bin)
         .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        // Room for every scenario's streams (10,000 at most) and the HTTP/2 idle run's
+        // connections beside them, as issue 18 runs it.
+        .args(["--max-streams", "20000"])
         .args(args)
         .env("DATABASE_URL", database_url)
         .stdin(Stdio::null())

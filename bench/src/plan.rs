@@ -5,6 +5,8 @@
 //! - **saturation**: one session, many subscribers, the writer as fast as it can go.
 //! - **sessions**: many sessions × 2 subscribers each, a steady total write rate.
 //! - **idle**: N open streams that receive nothing but keep-alives: memory per stream.
+//! - **idle-h2**: the same over HTTP/2, many streams per connection (issue 18's 10,000 streams
+//!   on 100 connections).
 //! - **storm**: N clients drop at once, events are written while they are away, and all
 //!   resume with `Last-Event-ID` at once: time until all are caught up, database connections.
 //! - **replay**: a session of N stored events read by a new client: time to first event and
@@ -29,6 +31,8 @@ pub enum ScenarioKind {
     Sessions,
     /// Open streams with keep-alives only.
     Idle,
+    /// Open streams with keep-alives only, many per HTTP/2 connection.
+    IdleH2,
     /// Everyone drops and resumes at once.
     Storm,
     /// A long stored session read from the start.
@@ -58,8 +62,12 @@ pub struct Plan {
     pub sessions_seconds: f64,
     /// Open streams in the idle run.
     pub idle_streams: usize,
-    /// Seconds the idle streams are held.
+    /// Seconds the idle streams are held (both protocols).
     pub idle_seconds: f64,
+    /// Open streams in the HTTP/2 idle run.
+    pub h2_streams: usize,
+    /// The HTTP/2 connections that carry them.
+    pub h2_connections: usize,
     /// Clients in the storm.
     pub storm_clients: usize,
     /// Events before the drop (at 100/s).
@@ -90,6 +98,8 @@ impl Plan {
             sessions_seconds: 10.0,
             idle_streams: 10_000,
             idle_seconds: 12.0,
+            h2_streams: 10_000,
+            h2_connections: 100,
             storm_clients: 2_000,
             storm_before: 200,
             storm_during: 1_000,
@@ -113,6 +123,8 @@ impl Plan {
             sessions_seconds: 1.0,
             idle_streams: 200,
             idle_seconds: 0.5,
+            h2_streams: 200,
+            h2_connections: 4,
             storm_clients: 100,
             storm_before: 20,
             storm_during: 100,
@@ -164,6 +176,9 @@ impl Scenario {
             ScenarioKind::Saturation => format!("saturation-{}", plan.saturation_subscribers),
             ScenarioKind::Sessions => format!("sessions-{}x2", plan.sessions),
             ScenarioKind::Idle => format!("idle-{}", plan.idle_streams),
+            ScenarioKind::IdleH2 => {
+                format!("idle-h2-{}x{}", plan.h2_streams, plan.h2_connections)
+            }
             ScenarioKind::Storm => format!("storm-{}", plan.storm_clients),
             ScenarioKind::Replay => format!("replay-{}", plan.replay_events),
             ScenarioKind::WriteCeiling => format!("write-ceiling-{}w", plan.ceiling_writers),
@@ -177,6 +192,7 @@ impl Scenario {
             ScenarioKind::Saturation => (plan.saturation_subscribers, 1, None),
             ScenarioKind::Sessions => (plan.sessions * 2, plan.sessions, Some(plan.sessions_rate)),
             ScenarioKind::Idle => (plan.idle_streams, 1, None),
+            ScenarioKind::IdleH2 => (plan.h2_streams, 1, None),
             ScenarioKind::Storm => (plan.storm_clients, 1, None),
             ScenarioKind::Replay => (plan.replay_clients, 1, None),
             ScenarioKind::WriteCeiling => (0, plan.ceiling_writers, None),
@@ -185,10 +201,16 @@ impl Scenario {
 
     /// Why `peer` does not take part, if it does not.
     pub fn not_for(self, peer: PeerKind) -> Option<&'static str> {
-        (self.kind == ScenarioKind::WriteCeiling && peer != PeerKind::Taskstream).then_some(
-            "measures PostgreSQL's insert path with taskstream listening; the other systems \
-             add nothing to it",
-        )
+        match self.kind {
+            ScenarioKind::WriteCeiling if peer != PeerKind::Taskstream => Some(
+                "measures PostgreSQL's insert path with taskstream listening; the other \
+                 systems add nothing to it",
+            ),
+            ScenarioKind::IdleH2 if peer == PeerKind::Nchan => {
+                Some("the nginx peer is configured for HTTP/1.1 only")
+            }
+            _ => None,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::client::Target;
 use crate::dbstats::{self, DbCounters, Monitor, RunDb};
 use crate::fleet::{Fleet, FleetReport};
+use crate::h2_idle;
 use crate::metrics::ServerCounters;
 use crate::peers::{PeerKind, PeerSetup, RunningPeer};
 use crate::pg::pg_error;
@@ -154,6 +155,7 @@ pub async fn run(
             run.live(plan.sessions * 2, plan.sessions, spec).await
         }
         ScenarioKind::Idle => run.idle().await,
+        ScenarioKind::IdleH2 => run.idle_h2().await,
         ScenarioKind::Storm => run.storm().await,
         ScenarioKind::Replay => run.replay().await,
         ScenarioKind::WriteCeiling => run.write_ceiling().await,
@@ -260,6 +262,27 @@ impl Run<'_> {
         let report = fleet.stop().await;
         self.take_fleet(report, false);
         result
+    }
+
+    /// Idle streams over HTTP/2, many per connection: memory per stream.
+    async fn idle_h2(&mut self) -> Result<(), String> {
+        let plan = self.plan;
+        let sessions = Arc::new(Session::many(&self.db.prefix, 1));
+        let _writer = self.writer(&sessions).await?;
+        tokio::time::sleep(SETTLE).await;
+        self.figures.rss_before_kib = self.sample().rss_kib;
+        let per_connection = plan.h2_streams.div_ceil(plan.h2_connections);
+        let timeout = Duration::from_secs(30) + Duration::from_millis(plan.h2_streams as u64 * 5);
+        let path = self.peer.stream_path(&sessions[0]);
+        let addr = self.peer.addr();
+        let idle = h2_idle::open(addr, &path, plan.h2_connections, per_connection, timeout).await?;
+        tokio::time::sleep(SETTLE).await;
+        self.mark_start().await;
+        tokio::time::sleep(Duration::from_secs_f64(plan.idle_seconds)).await;
+        self.figures.rss_connected_kib = self.sample().rss_kib;
+        self.mark_end().await;
+        idle.close().await;
+        Ok(())
     }
 
     /// Everyone drops, events are written meanwhile, everyone resumes at once.

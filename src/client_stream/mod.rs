@@ -163,7 +163,9 @@ impl StreamTask {
                 },
             };
             self.sent.follow_latest(&position);
-            self.replay().await?;
+            // Boxed: a replay's state (a query, a chunk being built) would otherwise stay in
+            // the future of every stream long after it is caught up.
+            Box::pin(self.replay()).await?;
             if !position.in_progress {
                 return self.complete().await;
             }

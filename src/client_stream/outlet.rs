@@ -75,21 +75,19 @@ impl Outlet {
     pub(super) async fn send(&mut self, bytes: Bytes) -> Result<(), EndReason> {
         let len = bytes.len();
         let max = self.max_queued;
-        self.wait_until(|queued| queued == 0 || queued + len <= max)
-            .await?;
+        let room = move |queued: usize| queued == 0 || queued + len <= max;
+        if !room(self.queued.get()) {
+            // Boxed, like the full channel below: a stream waits for room rarely, and an
+            // unboxed wait (a timer and a notification) would stay in every idle stream's
+            // future, whose size is the memory each open stream holds.
+            Box::pin(self.wait_until(room)).await?;
+        }
         self.queued.add(len);
         let result = match self.tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EndReason::ClientGone),
             Err(mpsc::error::TrySendError::Full(frame)) => {
-                tokio::select! {
-                    sent = timeout(self.write_timeout, self.tx.send(frame)) => match sent {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(_)) => Err(EndReason::ClientGone),
-                        Err(_) => Err(EndReason::Slow),
-                    },
-                    reason = &mut self.ending => Err(reason),
-                }
+                Box::pin(self.send_when_room(frame)).await
             }
         };
         match result {
@@ -99,11 +97,27 @@ impl Outlet {
         result
     }
 
+    /// Sends into a full channel: waits for a slot as long as the write timeout allows.
+    async fn send_when_room(&mut self, frame: Bytes) -> Result<(), EndReason> {
+        tokio::select! {
+            sent = timeout(self.write_timeout, self.tx.send(frame)) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(EndReason::ClientGone),
+                Err(_) => Err(EndReason::Slow),
+            },
+            reason = &mut self.ending => Err(reason),
+        }
+    }
+
     /// Waits until the client has taken everything queued for it: a stream reads its next
     /// rows only then, so that the rows it holds and the frames queued for the client stay
     /// within one budget together.
     pub(super) async fn drained(&mut self) -> Result<(), EndReason> {
-        self.wait_until(|queued| queued == 0).await
+        let empty = |queued: usize| queued == 0;
+        if empty(self.queued.get()) {
+            return Ok(());
+        }
+        Box::pin(self.wait_until(empty)).await
     }
 
     /// Waits until `ready` holds for the bytes queued, as long as the client takes something
@@ -157,7 +171,8 @@ impl Outlet {
     /// and re-arm the timer for an interval after the last send.
     async fn keep_alive(&mut self) -> Result<(), EndReason> {
         if Instant::now() >= self.last_sent + self.keepalive_every {
-            self.send(Bytes::from_static(sse::KEEP_ALIVE)).await?;
+            // Boxed: this wait sits inside every idle stream's future.
+            Box::pin(self.send(Bytes::from_static(sse::KEEP_ALIVE))).await?;
         }
         let next = self.last_sent + self.keepalive_every;
         self.keepalive.as_mut().reset(next);
@@ -178,10 +193,19 @@ pub(super) fn ending(
     let spread = jitter(spread);
     let expiry = token_expires.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
     let lifetime = lifetime.map(|lifetime| lifetime - jitter(lifetime / 10));
+    // One timer for the earlier of the two: every open stream holds this future, so each
+    // timer in it is memory per stream.
+    let deadline = [
+        (expiry, EndReason::TokenExpired),
+        (lifetime, EndReason::Lifetime),
+    ]
+    .into_iter()
+    .filter_map(|(delay, reason)| Some((delay?, reason)))
+    .min_by_key(|(delay, _)| *delay);
     Box::pin(async move {
-        let after = |delay: Option<Duration>, reason: EndReason| async move {
-            match delay {
-                Some(delay) => {
+        let deadline = async {
+            match deadline {
+                Some((delay, reason)) => {
                     tokio::time::sleep(delay).await;
                     reason
                 }
@@ -189,13 +213,11 @@ pub(super) fn ending(
             }
         };
         tokio::select! {
-            () = shutdown.wait() => {
-                tokio::time::sleep(spread).await;
-                EndReason::Shutdown
-            }
-            reason = after(expiry, EndReason::TokenExpired) => reason,
-            reason = after(lifetime, EndReason::Lifetime) => reason,
+            () = shutdown.wait() => {}
+            reason = deadline => return reason,
         }
+        tokio::time::sleep(spread).await;
+        EndReason::Shutdown
     })
 }
 
@@ -375,5 +397,21 @@ mod tests {
         );
         let took = started.elapsed();
         assert!(took <= lifetime && took >= lifetime * 9 / 10, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earlier_of_token_expiry_and_lifetime_ends_a_stream() {
+        let (_trigger, shutdown) = shutdown::channel();
+        let soon = SystemTime::now() + Duration::from_secs(30);
+        let late = SystemTime::now() + Duration::from_secs(3600);
+        let lifetime = Duration::from_secs(100);
+        assert_eq!(
+            ending(shutdown.clone(), Duration::ZERO, Some(soon), Some(lifetime)).await,
+            EndReason::TokenExpired
+        );
+        assert_eq!(
+            ending(shutdown, Duration::ZERO, Some(late), Some(lifetime)).await,
+            EndReason::Lifetime
+        );
     }
 }

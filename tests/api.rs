@@ -486,3 +486,79 @@ async fn writes_need_the_logins_rights() {
         .expect_err("no rights");
     assert_eq!(support::roles::sqlstate(&error), Some("42501"));
 }
+
+/// The JSON API follows the CORS allow-list: preflights for `PUT`, `POST` and `DELETE` with
+/// `content-type` and `idempotency-key`, and a cross-origin write is answered with the origin
+/// echoed and `retry-after` and `idempotent-replayed` readable.
+#[tokio::test]
+async fn cors_preflights_the_json_api() {
+    let config = Config {
+        cors_origins: vec!["https://app.example".to_owned()],
+        ..fast_config()
+    };
+    let server = TestServer::start(config).await;
+    server.task("t", "InProgress").await;
+    for (path, method) in [
+        ("/tasks/t", "PUT"),
+        ("/tasks/t/events", "POST"),
+        ("/session", "DELETE"),
+        ("/tasks", "GET"),
+    ] {
+        let preflight = Response::request(
+            "OPTIONS",
+            server.addr(),
+            path,
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", method),
+                (
+                    "access-control-request-headers",
+                    "content-type, idempotency-key",
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(preflight.status, 204, "{path}");
+        assert_eq!(
+            preflight.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+        let methods = preflight
+            .header("access-control-allow-methods")
+            .expect("methods");
+        assert!(methods.contains(method), "{methods}");
+        let headers = preflight
+            .header("access-control-allow-headers")
+            .expect("headers");
+        assert!(
+            headers.contains("content-type") && headers.contains("idempotency-key"),
+            "{headers}"
+        );
+    }
+    let refused = Response::request(
+        "OPTIONS",
+        server.addr(),
+        "/tasks/t/events",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let written = Response::json_request(
+        "POST",
+        server.addr(),
+        "/tasks/t/events",
+        &[("origin", "https://app.example")],
+        &event("s1", "assistant", json!("x")),
+    )
+    .await;
+    assert_eq!(written.status, 201);
+    assert_eq!(
+        written.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        written
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("idempotent-replayed"))
+    );
+}

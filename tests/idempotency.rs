@@ -39,6 +39,17 @@ async fn waiting_for_locks(db: &Client) -> i64 {
     .get(0)
 }
 
+/// A connection in a transaction that holds session `s1`'s row lock until it commits: every
+/// write of that session waits for it.
+async fn lock_session(url: &str) -> Client {
+    let holder = connect(url).await;
+    holder
+        .batch_execute("BEGIN; UPDATE agent_sessions SET last_seq = last_seq WHERE id = 's1'")
+        .await
+        .expect("lock the session");
+    holder
+}
+
 /// Waits until `n` backends wait for a lock.
 async fn until_waiting(db: &Client, n: i64) {
     let deadline = std::time::Instant::now() + WAIT;
@@ -149,14 +160,7 @@ async fn racing_requests_with_one_key_on_two_instances_write_once() {
     a.task("t", "InProgress").await;
     a.event("t", "s1", "assistant", "before").await;
     // Hold the session's row lock, so the first request takes the key and then waits.
-    let mut holder = connect(&a.url).await;
-    let hold = holder.transaction().await.expect("begin");
-    hold.execute(
-        "UPDATE agent_sessions SET last_seq = last_seq WHERE id = 's1'",
-        &[],
-    )
-    .await
-    .expect("lock the session");
+    let holder = lock_session(&a.url).await;
     let observer = connect(&a.url).await;
     let body = json!([event("x"), event("y")]);
     let first = tokio::spawn({
@@ -171,7 +175,7 @@ async fn racing_requests_with_one_key_on_two_instances_write_once() {
         async move { post_keyed(addr, "race", &body).await }
     });
     until_waiting(&observer, 2).await;
-    hold.commit().await.expect("release");
+    holder.batch_execute("COMMIT").await.expect("release");
     let first = first.await.expect("first");
     let second = second.await.expect("second");
     assert_eq!((first.status.as_u16(), second.status.as_u16()), (201, 201));
@@ -191,14 +195,7 @@ async fn writes_beyond_max_writes_get_503_and_streams_still_start() {
     let server = TestServer::start(config).await;
     server.task("t", "InProgress").await;
     server.event("t", "s1", "assistant", "before").await;
-    let mut holder = connect(&server.url).await;
-    let hold = holder.transaction().await.expect("begin");
-    hold.execute(
-        "UPDATE agent_sessions SET last_seq = last_seq WHERE id = 's1'",
-        &[],
-    )
-    .await
-    .expect("lock the session");
+    let holder = lock_session(&server.url).await;
     let observer = connect(&server.url).await;
     let stuck = tokio::spawn({
         let addr = server.addr();
@@ -212,6 +209,6 @@ async fn writes_beyond_max_writes_get_503_and_streams_still_start() {
     let mut stream = server.stream("t").await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.take(1).await[0].data, r#"{"content":"before"}"#);
-    hold.commit().await.expect("release");
+    holder.batch_execute("COMMIT").await.expect("release");
     assert_eq!(stuck.await.expect("stuck").status, 201);
 }

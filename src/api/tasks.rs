@@ -10,10 +10,11 @@ use crate::api::access::{may_read, may_write};
 use crate::api::events::{WRITE_QUEUE_WAIT, refused_input};
 use crate::api::input;
 use crate::app::App;
-use crate::db::{TaskListing, TaskSummary};
+use crate::db::{DbError, TaskListing, TaskSummary};
+use crate::http::auth::Grant;
 use crate::http::body;
 use crate::http::refusal::{authorize, database_failed, unauthorized, unavailable};
-use crate::http::request;
+use crate::http::request::{self, ListPage};
 use crate::http::response::{self, Body};
 
 /// A task as JSON: the same shape in every answer that carries one.
@@ -92,24 +93,12 @@ pub(crate) async fn list(app: &App, headers: &HeaderMap, query: Option<&str>) ->
         Ok(page) => page,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
-    let only = match authorize(app, headers) {
-        Ok(grant) => grant.and_then(|grant| grant.task_ids()),
+    let grant = match authorize(app, headers) {
+        Ok(grant) => grant,
         Err(denied) => return unauthorized(denied),
     };
-    // One row more than the page tells whether an older page exists.
-    let listing = TaskListing {
-        limit: page.limit + 1,
-        before: page.before.as_deref(),
-        only: only.as_deref(),
-    };
-    let tasks = {
-        let _turn = app.read_slot().await;
-        app.db.tasks(listing).await
-    };
-    match tasks {
-        Ok(mut tasks) => {
-            let more = tasks.len() as i64 > page.limit;
-            tasks.truncate(page.limit as usize);
+    match read_page(app, &page, grant.as_ref()).await {
+        Ok((tasks, more)) => {
             let next = more
                 .then(|| tasks.last().map(|task| task.id.clone()))
                 .flatten();
@@ -118,4 +107,28 @@ pub(crate) async fn list(app: &App, headers: &HeaderMap, query: Option<&str>) ->
         }
         Err(error) => database_failed(&error, "cannot list tasks"),
     }
+}
+
+/// One page of the task list, newest first, limited to the tasks `grant` may read (all without
+/// authentication), and whether an older page follows. Shared by `GET /tasks` and the viewer's
+/// `GET /`.
+pub(crate) async fn read_page(
+    app: &App,
+    page: &ListPage,
+    grant: Option<&Grant>,
+) -> Result<(Vec<TaskSummary>, bool), DbError> {
+    let only = grant.and_then(Grant::task_ids);
+    // One row more than the page tells whether an older page exists.
+    let listing = TaskListing {
+        limit: page.limit + 1,
+        before: page.before.as_deref(),
+        only: only.as_deref(),
+    };
+    let mut tasks = {
+        let _turn = app.read_slot().await;
+        app.db.tasks(listing).await?
+    };
+    let more = tasks.len() as i64 > page.limit;
+    tasks.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+    Ok((tasks, more))
 }

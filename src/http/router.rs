@@ -17,7 +17,6 @@ use hyper::service::Service;
 use crate::api;
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
-use crate::db::TaskListing;
 use crate::http::accept::{self, Representation};
 use crate::http::auth::{self, Denied};
 use crate::http::idle::{Activity, Tracked};
@@ -206,23 +205,8 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(grant) => grant,
         Err(denied) => return sign_in(denied),
     };
-    let only = grant.and_then(|grant| grant.task_ids());
-    // One row more than the page tells whether an older page exists.
-    let listing = TaskListing {
-        limit: page.limit + 1,
-        before: page.before.as_deref(),
-        only: only.as_deref(),
-    };
-    let tasks = {
-        let _turn = app.read_slot().await;
-        app.db.tasks(listing).await
-    };
-    match tasks {
-        Ok(mut tasks) => {
-            let more = tasks.len() as i64 > page.limit;
-            tasks.truncate(page.limit as usize);
-            response::page(viewer::index_page(&tasks, &page, more))
-        }
+    match api::tasks::read_page(app, &page, grant.as_ref()).await {
+        Ok((tasks, more)) => response::page(viewer::index_page(&tasks, &page, more)),
         Err(error) => database_failed(&error, "cannot list tasks"),
     }
 }

@@ -15,6 +15,7 @@
 //! - [`fleet`]: many SSE clients, driven together; [`client`]: one client; [`shared`]: what a
 //!   fleet's clients share; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
+//! - [`http_writes`]: the JSON API's writes against direct SQL.
 //! - [`writer`]: inserts (and nchan publishes) at a pace; [`dbstats`]: run databases and
 //!   PostgreSQL's counters; [`pg`]: connecting to PostgreSQL; [`session`]: the sessions
 //!   written to and streamed from.
@@ -28,6 +29,7 @@ mod cli;
 mod client;
 mod dbstats;
 mod fleet;
+mod http_writes;
 mod ledger;
 mod metrics;
 mod nchan;

@@ -64,8 +64,8 @@ pub fn check(runs: &[RunRecord]) -> Vec<TargetCheck> {
         write_ceiling(&runs, &full),
         query_growth(&runs),
     ];
-    out.extend(latency_against_theirs(&runs));
     out.extend(http_writes(&runs));
+    out.extend(latency_against_theirs(&runs));
     out
 }
 
@@ -404,12 +404,25 @@ mod tests {
             ScenarioKind::Saturation,
             ScenarioKind::Idle,
             ScenarioKind::WriteCeiling,
+            ScenarioKind::HttpWrites,
         ];
-        let figures = Figures {
+        let mut figures = Figures {
             server_queries_per_second: Some(1.0),
             rss_per_stream_kib: Some(1.0),
             ..latency(1.0, 1.0)
         };
+        for path in ["post", "insert"] {
+            for batch in crate::http_writes::BATCHES {
+                for writers in crate::http_writes::WRITERS {
+                    figures
+                        .extra
+                        .insert(format!("{path}_b{batch}_w{writers}_events_per_s"), 1.0);
+                }
+            }
+            figures
+                .extra
+                .insert(format!("{path}_to_subscriber_p50_ms"), 1.0);
+        }
         let runs: Vec<RunRecord> = plan
             .scenarios(&kinds)
             .into_iter()
@@ -430,7 +443,11 @@ mod tests {
             .collect();
         let measured = check(&runs);
         let unmeasured = check(&[]);
-        assert_eq!(unmeasured.len(), 6);
+        // Issue 4's six, and issue 13's two per writer count and one for latency.
+        assert_eq!(
+            unmeasured.len(),
+            6 + 2 * crate::http_writes::WRITERS.len() + 1
+        );
         for (measured, unmeasured) in measured.iter().zip(&unmeasured) {
             assert!(measured.met.is_some() || measured.target.contains("NOTIFY"));
             assert_ne!(measured.measured, unmeasured.measured);

@@ -18,6 +18,7 @@
 --   1  the schema before versioned migrations (no `taskstream_schema` table)
 --   2  roles and grants, SECURITY DEFINER trigger functions, notifications authenticated with
 --      HMAC-SHA256, the address-only payload mode, rules for ids
+--   3  taskstream_idempotency: the Idempotency-Key answers of the JSON API, the servers' alone
 --
 -- ADDING A STEP (a table, a column, a constraint, a trigger, a grant): bump the version, and
 -- write the step so that it can run again on a database that already has it:
@@ -40,7 +41,7 @@
 --            validated (without blocking writers), and the version is recorded.
 -- Progress is reported with `RAISE NOTICE 'taskstream: ...'`, which `taskstream migrate` prints.
 
-SET taskstream.schema_version = 2;
+SET taskstream.schema_version = 3;
 SET taskstream.min_reader = 2;
 
 -- ============================================================================================
@@ -170,6 +171,24 @@ CREATE TABLE IF NOT EXISTS taskstream_notify_settings (
 );
 INSERT INTO taskstream_notify_settings DEFAULT VALUES ON CONFLICT DO NOTHING;
 
+-- (schema 3) The answers of the JSON API's idempotent writes: a POST with an Idempotency-Key
+-- stores its key here inside the write's own transaction, so a retry (on any instance) finds
+-- the first answer, and a request racing it waits on the key's index entry until the first
+-- commits or rolls back. Only taskstream_server may touch it (see the grants): an agent that
+-- could write here could poison another task's keys. No foreign key: a key outlives nothing
+-- it names, and the servers prune rows older than their --idempotency-window.
+CREATE TABLE IF NOT EXISTS taskstream_idempotency (
+    task_id    text        NOT NULL,
+    key        text        NOT NULL,
+    -- SHA-256 of the request body: the same key with another body is refused (422).
+    body_hash  bytea       NOT NULL,
+    -- The first answer, replayed as it was.
+    status     smallint    NOT NULL,
+    response   text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task_id, key)
+);
+
 -- Rules for ids. Each is added NOT VALID when missing (only a brief lock: existing rows are not
 -- scanned, new and updated rows are checked at once) and validated in phase 2.
 --   - No control character (C0 or DEL) in task or session ids: ids travel in URLs, headers,
@@ -206,6 +225,10 @@ BEGIN
     -- A task's latest session: the one whose first event was stored last, ties broken by id.
     IF to_regclass('agent_sessions_latest') IS NULL THEN
         CREATE INDEX agent_sessions_latest ON agent_sessions (task_id, started_at DESC, id DESC);
+    END IF;
+    -- Pruning expired idempotency keys (schema 3).
+    IF to_regclass('taskstream_idempotency_created_at') IS NULL THEN
+        CREATE INDEX taskstream_idempotency_created_at ON taskstream_idempotency (created_at);
     END IF;
 END
 $$;
@@ -410,6 +433,9 @@ GRANT SELECT ON tasks, agent_sessions, agent_events, taskstream_schema, taskstre
 GRANT INSERT (id, title, status), UPDATE (title, status), SELECT (id) ON tasks
     TO taskstream_writer;
 GRANT INSERT (task_id, session_id, event_type, content) ON agent_events TO taskstream_writer;
+-- (schema 3) The servers' idempotency keys: taskstream_server alone, never taskstream_writer.
+REVOKE ALL ON taskstream_idempotency FROM PUBLIC, taskstream_server, taskstream_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON taskstream_idempotency TO taskstream_server;
 DO $$
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO taskstream_server, taskstream_writer',

@@ -1,9 +1,11 @@
 //! The state every request and stream task shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::api::WriteGate;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::auth::Auth;
@@ -40,6 +42,11 @@ pub(crate) struct App {
     /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
     /// queues here instead of taking every pooled connection from the tails and the poll.
     read_slots: Semaphore,
+    /// One permit per JSON API write running on the pool: `max_writes` in all, apart from the
+    /// reads' permits, so writes never starve stream starts.
+    write_slots: Semaphore,
+    /// Who may write, and whether the server can.
+    pub(crate) writes: WriteGate,
 }
 
 impl App {
@@ -50,6 +57,7 @@ impl App {
         hub: Hub,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
+        writes: WriteGate,
     ) -> App {
         let auth = config.jwt_secret.as_ref().map(|secret| {
             Auth::new(
@@ -62,6 +70,8 @@ impl App {
         App {
             stream_slots: Arc::new(Semaphore::new(config.max_streams)),
             read_slots: Semaphore::new(config.max_replays),
+            write_slots: Semaphore::new(config.max_writes),
+            writes,
             health: Health::default(),
             cookies: CookiePolicy::new(config.cookie_is_secure(), config.cors_credentials),
             auth,
@@ -87,5 +97,13 @@ impl App {
             .expect("the read semaphore is never closed");
         self.metrics.reads_waiting.dec();
         permit
+    }
+
+    /// A turn to write on the pool, waiting at most `wait`; `None` when none came (`503`).
+    pub(crate) async fn write_slot(&self, wait: Duration) -> Option<SemaphorePermit<'_>> {
+        match tokio::time::timeout(wait, self.write_slots.acquire()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
     }
 }

@@ -53,7 +53,24 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client reads (stream starts and replays) running on the pool at once. Kept below the pool
 /// size so that a reconnect storm queues here and the tails, the poll and `/readyz` always find
 /// a connection.
-pub const DEFAULT_MAX_REPLAYS: usize = 12;
+pub const DEFAULT_MAX_REPLAYS: usize = 11;
+
+/// JSON API writes (`POST /tasks/{id}/events`, `PUT /tasks/{id}`) holding a pooled connection
+/// at once. With `--max-replays` it stays below the pool size, so writes never starve stream
+/// starts, the tails or the poll, and a burst of writes queues here briefly, then gets `503`.
+pub const DEFAULT_MAX_WRITES: usize = 4;
+
+/// Largest JSON API request body (`413` beyond): 1 MiB is far above any event an agent sends,
+/// and bounds what one request can make the server hold.
+pub const DEFAULT_MAX_WRITE_BYTES: usize = 1024 * 1024;
+
+/// Most events in one `POST /tasks/{id}/events` batch (`413` beyond): one batch is one
+/// transaction holding its session's row lock.
+pub const DEFAULT_MAX_WRITE_EVENTS: usize = 1000;
+
+/// How long an `Idempotency-Key` is remembered: a retry within it gets the first answer again.
+/// A day covers every retry policy we know of, and keys are pruned after it.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Open streams accepted before new ones get `503`. Each idle stream costs a few KiB and a file
 /// descriptor; the server raises its descriptor limit to its hard limit at start.
@@ -173,6 +190,32 @@ pub struct Config {
     #[arg(long, env = "TASKSTREAM_MAX_REPLAYS", default_value_t = DEFAULT_MAX_REPLAYS,
           value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub max_replays: usize,
+
+    /// JSON API writes on the pool at once; more queue briefly, then get 503. With
+    /// --max-replays, kept below --pool-size.
+    #[arg(long, env = "TASKSTREAM_MAX_WRITES", default_value_t = DEFAULT_MAX_WRITES,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub max_writes: usize,
+
+    /// Largest JSON API request body in bytes (413 beyond).
+    #[arg(long, env = "TASKSTREAM_MAX_WRITE_BYTES", default_value_t = DEFAULT_MAX_WRITE_BYTES,
+          value_parser = clap::value_parser!(u32).range(64..).map(|n| n as usize))]
+    pub max_write_bytes: usize,
+
+    /// Most events in one POST batch (413 beyond).
+    #[arg(long, env = "TASKSTREAM_MAX_WRITE_EVENTS", default_value_t = DEFAULT_MAX_WRITE_EVENTS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
+    pub max_write_events: usize,
+
+    /// How long an Idempotency-Key is remembered (its first answer replayed); pruned after.
+    #[arg(long, env = "TASKSTREAM_IDEMPOTENCY_WINDOW", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_IDEMPOTENCY_WINDOW))]
+    pub idempotency_window: Duration,
+
+    /// Accept writes without a token on a non-loopback address while authentication is off
+    /// (on loopback they are always accepted then).
+    #[arg(long, env = "TASKSTREAM_ALLOW_ANONYMOUS_WRITES")]
+    pub allow_anonymous_writes: bool,
 
     /// Open streams; beyond, new streams get 503 with retry-after.
     #[arg(long, env = "TASKSTREAM_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS,
@@ -386,15 +429,7 @@ impl Config {
                 errors.push(format!("--nats-url {url:?} is not a NATS URL: {error}"));
             }
         }
-        if self.pool_size > 1 && self.max_replays >= self.pool_size {
-            // Client reads must leave the tails, the poll and /readyz a connection.
-            tracing::warn!(
-                max_replays = self.max_replays,
-                pool_size = self.pool_size,
-                "max-replays lowered to pool-size - 1"
-            );
-            self.max_replays = self.pool_size - 1;
-        }
+        self.share_the_pool(&mut errors);
         if errors.is_empty() {
             Ok(self)
         } else {
@@ -404,6 +439,36 @@ impl Config {
 }
 
 impl Config {
+    /// Keeps client reads and writes together below the pool size, so that they always leave
+    /// the tails, the poll and `/readyz` a connection and neither can take the other's: reads
+    /// are lowered first (as before writes existed), then writes, each to no less than one,
+    /// with a warning; a pool too small for one of each and a spare is refused.
+    fn share_the_pool(&mut self, errors: &mut Vec<String>) {
+        if self.pool_size < 3 {
+            errors.push(format!(
+                "--pool-size ({}) must be at least 3: one connection for client reads, one for \
+                 writes and one for the tails, the poll and /readyz",
+                self.pool_size
+            ));
+            return;
+        }
+        let room = self.pool_size - 1;
+        if self.max_replays + self.max_writes > room {
+            let replays = room.saturating_sub(self.max_writes).max(1);
+            let writes = self.max_writes.min(room - replays);
+            tracing::warn!(
+                max_replays = self.max_replays,
+                max_writes = self.max_writes,
+                pool_size = self.pool_size,
+                replays,
+                writes,
+                "max-replays and max-writes lowered below pool-size"
+            );
+            self.max_replays = replays;
+            self.max_writes = writes;
+        }
+    }
+
     /// Open connections allowed: `--max-connections`, or `--max-streams` plus room for short
     /// requests.
     pub fn connection_limit(&self) -> usize {
@@ -601,6 +666,14 @@ fn parse_subject_prefix(text: &str) -> Result<String, String> {
 
 /// How a default duration is shown in `--help` (and parsed back by [`parse_duration`]).
 fn duration_text(duration: Duration) -> String {
+    const HOUR: u64 = 60 * 60;
+    // humantime writes a day as `1day`; hours read better and parse back the same.
+    if duration.subsec_nanos() == 0
+        && duration.as_secs() >= HOUR
+        && duration.as_secs().is_multiple_of(HOUR)
+    {
+        return format!("{}h", duration.as_secs() / HOUR);
+    }
     humantime::format_duration(duration).to_string()
 }
 
@@ -801,13 +874,45 @@ mod tests {
     }
 
     #[test]
-    fn validation_lowers_max_replays_below_the_pool() {
+    fn validation_keeps_reads_and_writes_below_the_pool() {
+        let defaults = Config::default().validate().expect("valid");
+        assert!(defaults.max_replays + defaults.max_writes < defaults.pool_size);
+        assert_eq!(
+            (defaults.max_replays, defaults.max_writes),
+            (DEFAULT_MAX_REPLAYS, DEFAULT_MAX_WRITES),
+            "the defaults fit as they are"
+        );
         let config = Config {
-            pool_size: 4,
+            pool_size: 8,
             max_replays: 10,
             ..Config::default()
         };
-        assert_eq!(config.validate().map(|c| c.max_replays), Ok(3));
+        assert_eq!(
+            config.validate().map(|c| (c.max_replays, c.max_writes)),
+            Ok((3, 4))
+        );
+        let config = Config {
+            pool_size: 4,
+            max_replays: 3,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().map(|c| (c.max_replays, c.max_writes)),
+            Ok((1, 2))
+        );
+        let small = Config {
+            pool_size: 2,
+            ..Config::default()
+        };
+        assert!(small.validate().expect_err("too small").0[0].contains("--pool-size"));
+    }
+
+    #[test]
+    fn durations_of_whole_hours_show_in_hours() {
+        assert_eq!(duration_text(DEFAULT_IDEMPOTENCY_WINDOW), "24h");
+        assert_eq!(parse_duration("24h"), Ok(DEFAULT_IDEMPOTENCY_WINDOW));
+        assert_eq!(duration_text(Duration::from_secs(90 * 60)), "1h 30m");
+        assert_eq!(duration_text(Duration::from_millis(500)), "500ms");
     }
 
     #[test]

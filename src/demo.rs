@@ -106,6 +106,11 @@ async fn write_forever(database_url: &str, base_url: &str) -> Result<(), tokio_p
         db::start_task(&client, &id, TITLES[task % TITLES.len()]).await?;
         tracing::info!("demo: task {id} is running: curl -N {base_url}/tasks/{id}/events/stream");
         let session = format!("{id}-s1");
+        tracing::info!(
+            "demo: write into it yourself: curl -X POST {base_url}/tasks/{id}/events \
+             -H 'content-type: application/json' \
+             -d '{{\"session\":\"{session}\",\"type\":\"assistant\",\"content\":\"Hello from curl\"}}'"
+        );
         for n in 0..STEPS_PER_TASK {
             let (event_type, content) = step(task, n);
             db::insert_event(&client, &id, &session, event_type, &content).await?;

@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::ShutdownTrigger;
-use crate::{app, db, http, live, shutdown};
+use crate::{api, app, db, http, live, shutdown};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -208,12 +208,21 @@ pub async fn start(
         .local_addr()
         .map_err(|error| StartError::Bind(listen, error))?;
 
+    let writes = write_gate(&config, &db, listen).await;
+    if writes.refused.is_none() {
+        tokio::spawn(api::prune_keys(
+            db.clone(),
+            config.idempotency_window,
+            shutdown.clone(),
+        ));
+    }
     let app = Arc::new(app::App::new(
         config,
         db,
         hub.clone(),
         metrics.clone(),
         shutdown,
+        writes,
     ));
     let serving = tokio::spawn(http::server::serve(listener, app, tls));
     Ok(Handle {
@@ -223,4 +232,33 @@ pub async fn start(
         trigger,
         serving,
     })
+}
+
+/// Who may write through the JSON API, and whether this server's login can: anonymous writes
+/// (authentication off) only on loopback or with `--allow-anonymous-writes`; without the
+/// rights, writes answer `503` with the reason and reads go on.
+async fn write_gate(config: &Config, db: &Db, listen: SocketAddr) -> api::WriteGate {
+    let anonymous = config.allow_anonymous_writes || listen.ip().is_loopback();
+    let refused = match db.missing_write_privileges().await {
+        Ok(missing) if missing.is_empty() => None,
+        Ok(missing) => Some(format!(
+            "writes are off: the server's database login lacks {} (grant it taskstream_writer \
+             and taskstream_server)",
+            missing.join(", ")
+        )),
+        Err(error) => Some(format!(
+            "writes are off: the server could not check its database rights at start: {error}"
+        )),
+    };
+    if let Some(reason) = &refused {
+        tracing::warn!(%reason, "JSON API writes refused; reads are unaffected");
+    }
+    if config.jwt_secret.is_none() && !listen.ip().is_loopback() && anonymous {
+        tracing::warn!(
+            %listen,
+            "anyone who can reach this address may write events and tasks: authentication is \
+             off and --allow-anonymous-writes is set"
+        );
+    }
+    api::WriteGate { anonymous, refused }
 }

@@ -11,7 +11,8 @@
 //! - `client_stream`: one client's stream task (replay, then live frames, then `complete`) and
 //!   the decisions it takes.
 //! - [`http`]: the accept loop and connections, the router (the one `match` over method and
-//!   path), requests and responses, authentication, CORS and TLS; [`viewer`]: the pages.
+//!   path), requests and responses, authentication, CORS and TLS; [`viewer`]: the pages;
+//!   `api`: the JSON API (writes, reads without a stream).
 //! - `app`: the state every request and stream shares; [`instance`]: [`start`] wires a server
 //!   together and [`Handle`] stops it.
 //! - [`config`]: every tunable, its default and why; [`metrics`]: counters, also at `/metrics`;
@@ -23,6 +24,7 @@
 
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
+pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod client_stream;
 pub mod config;

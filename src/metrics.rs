@@ -29,6 +29,12 @@ pub enum QueryKind {
     Ping,
     /// `pg_notification_queue_usage()`, read when `/metrics` is scraped.
     QueueUsage,
+    /// A batch of events written through `POST /tasks/{id}/events`.
+    WriteEvents,
+    /// A task created or updated through `PUT /tasks/{id}`.
+    PutTask,
+    /// Expired idempotency keys pruned, and the start-up check of the write privileges.
+    Upkeep,
 }
 
 /// Why a stream ended.
@@ -52,7 +58,7 @@ pub enum EndReason {
 
 impl QueryKind {
     /// Every kind, for totals.
-    pub const ALL: [QueryKind; 7] = [
+    pub const ALL: [QueryKind; 10] = [
         QueryKind::Position,
         QueryKind::Positions,
         QueryKind::Events,
@@ -60,6 +66,9 @@ impl QueryKind {
         QueryKind::Task,
         QueryKind::Ping,
         QueryKind::QueueUsage,
+        QueryKind::WriteEvents,
+        QueryKind::PutTask,
+        QueryKind::Upkeep,
     ];
 
     /// The label value (Prometheus style: lower case).
@@ -72,6 +81,9 @@ impl QueryKind {
             QueryKind::Task => "task",
             QueryKind::Ping => "ping",
             QueryKind::QueueUsage => "queue_usage",
+            QueryKind::WriteEvents => "write_events",
+            QueryKind::PutTask => "put_task",
+            QueryKind::Upkeep => "upkeep",
         }
     }
 }

@@ -128,7 +128,8 @@ async fn a_stuck_replay_ends_the_stream_cleanly() {
 async fn client_reads_queue_instead_of_exhausting_the_pool() {
     let config = Config {
         max_replays: 1,
-        pool_size: 2,
+        max_writes: 1,
+        pool_size: 3,
         ..fast_config()
     };
     let server = TestServer::start(config).await;

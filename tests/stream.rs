@@ -275,7 +275,7 @@ async fn errors_are_json_with_the_right_status() {
     let cases: [Case<'_>; 9] = [
         ("GET", "/tasks/missing/events/stream", &[], 404),
         ("GET", "/nowhere", &[], 404),
-        ("GET", "/tasks/t/events", &[], 404),
+        ("GET", "/tasks/t/events/more", &[], 404),
         ("POST", "/tasks/t/events/stream", &[], 405),
         ("DELETE", "/healthz", &[], 405),
         (

@@ -14,8 +14,12 @@ use taskstream::metrics::Metrics;
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 
 /// `GET path` on `server`.
+/// What a browser sends as `Accept` for a page: `GET /tasks/{id}` serves the viewer's page to
+/// it, and JSON to programs.
+const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+
 async fn get(server: &TestServer, path: &str) -> Response {
-    Response::get(server.addr(), path, &[]).await
+    Response::get(server.addr(), path, &[BROWSER]).await
 }
 
 /// Inserts `n` tasks `t000` … in one statement, so they share one `created_at`.
@@ -162,10 +166,14 @@ async fn the_task_page_exists_only_for_tasks() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json().await["error"], "no such task");
     assert_eq!(get(&server, "/tasks/%ff").await.status, 400);
-    for path in ["/", "/tasks/a%20b", "/assets/viewer.js"] {
+    for (path, allow) in [
+        ("/", "GET"),
+        ("/tasks/a%20b", "GET, PUT"),
+        ("/assets/viewer.js", "GET"),
+    ] {
         let response = Response::request("POST", server.addr(), path, &[]).await;
         assert_eq!(response.status, 405, "{path}");
-        assert_eq!(response.header("allow"), Some("GET"), "{path}");
+        assert_eq!(response.header("allow"), Some(allow), "{path}");
     }
 }
 
@@ -237,7 +245,7 @@ async fn with_auth_the_viewer_shows_only_what_the_token_covers() {
     let with_token = |path: &'static str| {
         let cookie = cookie.clone();
         let addr = server.addr();
-        async move { Response::get(addr, path, &[("cookie", &cookie)]).await }
+        async move { Response::get(addr, path, &[("cookie", &cookie), BROWSER]).await }
     };
 
     let index = with_token("/").await;
@@ -270,7 +278,8 @@ async fn without_a_token_the_pages_ask_to_sign_in() {
             "the token is invalid or expired",
         ),
     ] {
-        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", *c)).collect();
+        let mut headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", *c)).collect();
+        headers.push(BROWSER);
         let response = Response::get(server.addr(), path, &headers).await;
         assert_eq!(response.status, 401, "{path}");
         assert!(

@@ -16,6 +16,7 @@
 //!   connection; [`client`]: one client; [`shared`]: what a
 //!   fleet's clients share; [`sse`]: reading frames; [`ledger`]: loss and duplication per
 //!   client.
+//! - [`http_writes`]: the JSON API's writes against direct SQL.
 //! - [`writer`]: inserts (and nchan publishes) at a pace; [`dbstats`]: run databases and
 //!   PostgreSQL's counters; [`pg`]: connecting to PostgreSQL; [`session`]: the sessions
 //!   written to and streamed from.
@@ -30,6 +31,7 @@ mod client;
 mod dbstats;
 mod fleet;
 mod h2_idle;
+mod http_writes;
 mod ledger;
 mod metrics;
 mod nchan;

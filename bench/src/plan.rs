@@ -14,6 +14,9 @@
 //! - **write-ceiling**: the insert rate PostgreSQL sustains with the schema's NOTIFY trigger
 //!   (in both payload modes: the event, or its address only) and without it (NOTIFY serialises
 //!   commits behind one lock), and what the notification's MAC costs per insert.
+//! - **http-writes**: events/s through `POST /tasks/{id}/events` (batches of 1 and 100, 1/4/16
+//!   writers) against direct SQL `INSERT`s, and `POST` → subscriber latency against
+//!   `INSERT` → subscriber.
 
 use crate::peers::PeerKind;
 
@@ -39,6 +42,8 @@ pub enum ScenarioKind {
     Replay,
     /// Insert rate with and without the NOTIFY trigger.
     WriteCeiling,
+    /// Writes through the JSON API against direct SQL.
+    HttpWrites,
 }
 
 /// The sizes of every scenario.
@@ -82,6 +87,10 @@ pub struct Plan {
     pub ceiling_writers: usize,
     /// Seconds each write-ceiling measurement lasts.
     pub ceiling_seconds: f64,
+    /// Seconds each http-writes throughput measurement lasts.
+    pub http_writes_seconds: f64,
+    /// Events written one at a time in each http-writes latency run.
+    pub http_latency_events: u64,
 }
 
 impl Plan {
@@ -107,6 +116,8 @@ impl Plan {
             replay_clients: 5,
             ceiling_writers: 4,
             ceiling_seconds: 5.0,
+            http_writes_seconds: 3.0,
+            http_latency_events: 1_000,
         }
     }
 
@@ -132,6 +143,8 @@ impl Plan {
             replay_clients: 2,
             ceiling_writers: 2,
             ceiling_seconds: 0.5,
+            http_writes_seconds: 0.3,
+            http_latency_events: 50,
         }
     }
 
@@ -182,6 +195,7 @@ impl Scenario {
             ScenarioKind::Storm => format!("storm-{}", plan.storm_clients),
             ScenarioKind::Replay => format!("replay-{}", plan.replay_events),
             ScenarioKind::WriteCeiling => format!("write-ceiling-{}w", plan.ceiling_writers),
+            ScenarioKind::HttpWrites => "http-writes".to_owned(),
         }
     }
 
@@ -196,16 +210,19 @@ impl Scenario {
             ScenarioKind::Storm => (plan.storm_clients, 1, None),
             ScenarioKind::Replay => (plan.replay_clients, 1, None),
             ScenarioKind::WriteCeiling => (0, plan.ceiling_writers, None),
+            ScenarioKind::HttpWrites => (1, 2, None),
         }
     }
 
     /// Why `peer` does not take part, if it does not.
     pub fn not_for(self, peer: PeerKind) -> Option<&'static str> {
         match self.kind {
-            ScenarioKind::WriteCeiling if peer != PeerKind::Taskstream => Some(
-                "measures PostgreSQL's insert path with taskstream listening; the other \
-                 systems add nothing to it",
+            _ if peer == PeerKind::Taskstream => None,
+            ScenarioKind::WriteCeiling => Some(
+                "measures PostgreSQL's insert path with taskstream listening; the other systems \
+                 add nothing to it",
             ),
+            ScenarioKind::HttpWrites => Some("measures taskstream's own JSON API"),
             ScenarioKind::IdleH2 if peer == PeerKind::Nchan => {
                 Some("the nginx peer is configured for HTTP/1.1 only")
             }

@@ -159,6 +159,7 @@ pub async fn run(
         ScenarioKind::Storm => run.storm().await,
         ScenarioKind::Replay => run.replay().await,
         ScenarioKind::WriteCeiling => run.write_ceiling().await,
+        ScenarioKind::HttpWrites => run.http_writes().await,
     };
     if let Err(error) = run.peer.check_alive() {
         record.status = Status::Failed;
@@ -456,6 +457,26 @@ impl Run<'_> {
         extra.insert("writes_per_s_no_notify".into(), without_notify.rate.round());
         extra.insert("mac_us_per_insert".into(), round3(mac_us));
         self.figures.writer = Some(with_notify);
+        Ok(())
+    }
+
+    /// Writes through the JSON API against direct SQL, and their latency to a subscriber
+    /// (see [`crate::http_writes`]).
+    async fn http_writes(&mut self) -> Result<(), String> {
+        let plan = self.plan;
+        self.mark_start().await;
+        let measured = crate::http_writes::measure(
+            self.peer.addr(),
+            &self.db.url,
+            &self.db.prefix,
+            plan.http_writes_seconds,
+            plan.http_latency_events,
+        )
+        .await;
+        self.mark_end().await;
+        let (figures, written) = measured?;
+        self.written_in_window += written;
+        self.figures.extra.extend(figures);
         Ok(())
     }
 

@@ -34,6 +34,12 @@ const SATURATION_AIM: usize = 1_000_000;
 const QUERY_BASELINE: usize = 1;
 /// Percent by which queries/s at [`FANOUT`] subscribers may exceed the baseline's.
 const QUERY_GROWTH_PERCENT: f64 = 10.0;
+/// Single-event `POST`s must reach this share of single-row `INSERT`s' rate (issue 13).
+const POST_SHARE_OF_INSERT: f64 = 0.5;
+/// Batches of 100 must reach this many times the single-event `POST` rate (issue 13).
+const BATCH_FACTOR: f64 = 5.0;
+/// `POST` → subscriber p50 may exceed `INSERT` → subscriber p50 by this much (ms, issue 13).
+const POST_LATENCY_MARGIN_MS: f64 = 0.5;
 
 /// One target and what this run says about it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -58,7 +64,61 @@ pub fn check(runs: &[RunRecord]) -> Vec<TargetCheck> {
         write_ceiling(&runs, &full),
         query_growth(&runs),
     ];
+    out.extend(http_writes(&runs));
     out.extend(latency_against_theirs(&runs));
+    out
+}
+
+/// Issue 13's targets for writes through the JSON API, at each writer count.
+fn http_writes(runs: &Runs<'_>) -> Vec<TargetCheck> {
+    let figures = runs.of(ScenarioKind::HttpWrites, OURS).map(|(_, f)| f);
+    let get = |key: &str| figures.and_then(|f| f.extra.get(key).copied());
+    let mut out = Vec::new();
+    for writers in crate::http_writes::WRITERS {
+        let post = get(&format!("post_b1_w{writers}_events_per_s"));
+        let insert = get(&format!("insert_b1_w{writers}_events_per_s"));
+        let target = format!(
+            "single-event POSTs reach {POST_SHARE_OF_INSERT}× the single-row INSERT rate \
+             ({writers} writers)"
+        );
+        out.push(match (post, insert) {
+            (Some(post), Some(insert)) => TargetCheck {
+                target,
+                measured: format!("{post:.0} vs {insert:.0} events/s"),
+                met: Some(post >= POST_SHARE_OF_INSERT * insert),
+            },
+            _ => unmeasured(target),
+        });
+        let batched = get(&format!("post_b100_w{writers}_events_per_s"));
+        let target = format!(
+            "POST batches of 100 reach {BATCH_FACTOR}× the single-event POST rate ({writers} \
+             writers)"
+        );
+        out.push(match (batched, post) {
+            (Some(batched), Some(post)) => TargetCheck {
+                target,
+                measured: format!("{batched:.0} vs {post:.0} events/s"),
+                met: Some(batched >= BATCH_FACTOR * post),
+            },
+            _ => unmeasured(target),
+        });
+    }
+    let target = format!(
+        "POST → subscriber p50 within {POST_LATENCY_MARGIN_MS} ms of INSERT → subscriber p50"
+    );
+    out.push(
+        match (
+            get("post_to_subscriber_p50_ms"),
+            get("insert_to_subscriber_p50_ms"),
+        ) {
+            (Some(post), Some(insert)) => TargetCheck {
+                target,
+                measured: format!("{post:.2} ms vs {insert:.2} ms"),
+                met: Some(post <= insert + POST_LATENCY_MARGIN_MS),
+            },
+            _ => unmeasured(target),
+        },
+    );
     out
 }
 
@@ -344,12 +404,25 @@ mod tests {
             ScenarioKind::Saturation,
             ScenarioKind::Idle,
             ScenarioKind::WriteCeiling,
+            ScenarioKind::HttpWrites,
         ];
-        let figures = Figures {
+        let mut figures = Figures {
             server_queries_per_second: Some(1.0),
             rss_per_stream_kib: Some(1.0),
             ..latency(1.0, 1.0)
         };
+        for path in ["post", "insert"] {
+            for batch in crate::http_writes::BATCHES {
+                for writers in crate::http_writes::WRITERS {
+                    figures
+                        .extra
+                        .insert(format!("{path}_b{batch}_w{writers}_events_per_s"), 1.0);
+                }
+            }
+            figures
+                .extra
+                .insert(format!("{path}_to_subscriber_p50_ms"), 1.0);
+        }
         let runs: Vec<RunRecord> = plan
             .scenarios(&kinds)
             .into_iter()
@@ -370,7 +443,11 @@ mod tests {
             .collect();
         let measured = check(&runs);
         let unmeasured = check(&[]);
-        assert_eq!(unmeasured.len(), 6);
+        // Issue 4's six, and issue 13's two per writer count and one for latency.
+        assert_eq!(
+            unmeasured.len(),
+            6 + 2 * crate::http_writes::WRITERS.len() + 1
+        );
         for (measured, unmeasured) in measured.iter().zip(&unmeasured) {
             assert!(measured.met.is_some() || measured.target.contains("NOTIFY"));
             assert_ne!(measured.measured, unmeasured.measured);

@@ -24,6 +24,9 @@ pub(super) enum DbErrorSource {
     Query(tokio_postgres::Error),
     /// No answer within the client-side deadline: the connection was dropped.
     Deadline(Duration),
+    /// A statement that always returns a row returned none (a bug, or a schema that does not
+    /// match).
+    NoRow,
 }
 
 /// Who is to blame for a failed query, which decides the answer.
@@ -43,6 +46,35 @@ impl DbError {
         match &self.source {
             DbErrorSource::Pool(_) | DbErrorSource::Deadline(_) => Cause::Unavailable,
             DbErrorSource::Query(error) => cause_of(error.code().map(|state| state.code())),
+            DbErrorSource::NoRow => Cause::Server,
+        }
+    }
+}
+
+/// What a refused write means for its client, where the answer is not just "bad data".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The task does not exist (`23503`, a foreign key): `404`.
+    MissingTask,
+    /// The session belongs to another task (`23505` on `agent_sessions_pkey`, raised by the
+    /// trigger that assigns `seq`): `409`.
+    SessionOfAnotherTask,
+    /// A lock was not granted within `lock_timeout` (`55P03`): another request holds it.
+    LockBusy,
+}
+
+impl DbError {
+    /// The refusal this error is, if PostgreSQL refused the write for one of those reasons.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let DbErrorSource::Query(error) = &self.source else {
+            return None;
+        };
+        let error = error.as_db_error()?;
+        match (error.code().code(), error.constraint()) {
+            ("23503", _) => Some(Refusal::MissingTask),
+            ("23505", Some("agent_sessions_pkey")) => Some(Refusal::SessionOfAnotherTask),
+            ("55P03", _) => Some(Refusal::LockBusy),
+            _ => None,
         }
     }
 }
@@ -77,6 +109,7 @@ impl fmt::Display for DbError {
                 "{:?} query: no answer within {after:?}; its connection was dropped",
                 self.kind
             ),
+            DbErrorSource::NoRow => write!(f, "{:?} query returned no row", self.kind),
         }
     }
 }
@@ -86,7 +119,7 @@ impl std::error::Error for DbError {
         match &self.source {
             DbErrorSource::Pool(e) => Some(e),
             DbErrorSource::Query(e) => Some(e),
-            DbErrorSource::Deadline(_) => None,
+            DbErrorSource::Deadline(_) | DbErrorSource::NoRow => None,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! nowhere else ([`reads`]: what streams and pages read; [`writes`]: what an agent writes;
 //! [`schema`]: `schema.sql` itself and its version; [`version`]: the version a database
 //! records and what it means for this binary; [`migrate`]: applying the schema, or checking
-//! it; [`notify_settings`]: the notification key and payload mode).
+//! it; [`notify_settings`]: the notification key and payload mode; [`api_writes`]: what the
+//! JSON API writes, and its idempotency keys).
 
+mod api_writes;
 mod connect;
 mod error;
 mod migrate;
@@ -14,6 +16,8 @@ pub mod seats;
 mod version;
 mod writes;
 
+pub(crate) use self::api_writes::{Answer, EventBatch, KEY_WAIT, KeyClaim, Keyed};
+pub(crate) use self::error::Refusal;
 pub use self::error::{Cause, DbError};
 pub use self::migrate::{
     Blocker, DEFAULT_DEADLINE, MigrateError, MigrateOptions, Migration, apply_schema, check,

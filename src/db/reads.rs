@@ -8,6 +8,28 @@ use super::{Db, DbError, IN_PROGRESS};
 use crate::metrics::QueryKind;
 use crate::wire::cursor;
 
+/// The columns of a task row as [`task_from`] reads them, from `tasks t` and the
+/// [`latest_session!`] `s`: times as RFC 3339 text in UTC (microseconds), so that no date crate
+/// is needed to show them.
+macro_rules! task_columns {
+    () => {
+        "t.id, t.title, t.status, \
+         to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+         to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+         s.id, s.last_seq"
+    };
+}
+pub(crate) use task_columns;
+
+/// The join that gives task `t` its latest session `s` (or nulls).
+macro_rules! latest_session {
+    () => {
+        " LEFT JOIN LATERAL (SELECT id, last_seq FROM agent_sessions WHERE task_id = t.id \
+           ORDER BY started_at DESC, id DESC LIMIT 1) s ON true "
+    };
+}
+pub(crate) use latest_session;
+
 /// The latest session of a task, `started_at` in microseconds for ordering.
 const POSITION_SQL: &str = "
     SELECT t.status, s.id, (extract(epoch FROM s.started_at) * 1000000)::int8, s.last_seq
@@ -55,19 +77,29 @@ const EVENTS_SQL: &str = "
 /// (`NULL`: all). Ties on `created_at` are broken by id, so every task is on exactly one page.
 /// A `$2` the reader may not see is treated as unknown: where the page would start tells when
 /// that task was created, and whether it exists at all.
-const TASKS_SQL: &str = "
-    SELECT t.id, t.title, t.status
-    FROM tasks t
+const TASKS_SQL: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks t ",
+    latest_session!(),
+    "
     LEFT JOIN tasks b ON b.id = $2 AND ($3::text[] IS NULL OR b.id = ANY ($3))
     WHERE ($2::text IS NULL
            OR t.created_at < b.created_at
            OR (t.created_at = b.created_at AND t.id > b.id))
       AND ($3::text[] IS NULL OR t.id = ANY ($3))
     ORDER BY t.created_at DESC, t.id
-    LIMIT $1";
+    LIMIT $1"
+);
 
-/// One task's title and status (the viewer's task page).
-const TASK_SQL: &str = "SELECT id, title, status FROM tasks WHERE id = $1";
+/// One task (the viewer's task page, `GET /tasks/{id}` as JSON).
+const TASK_SQL: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks t ",
+    latest_session!(),
+    " WHERE t.id = $1"
+);
 
 /// A session, as far as ordering and cursors need it. Shared (`Arc`) by every frame and stream
 /// that refers to it.
@@ -153,7 +185,7 @@ pub struct TaskListing<'a> {
     pub only: Option<&'a [String]>,
 }
 
-/// A row of the task list.
+/// A task as the viewer and the JSON API show it.
 #[derive(Debug)]
 pub struct TaskSummary {
     /// Task id.
@@ -162,6 +194,12 @@ pub struct TaskSummary {
     pub title: String,
     /// Task status.
     pub status: String,
+    /// When it was created, RFC 3339 in UTC.
+    pub created_at: String,
+    /// When its title or status last changed, RFC 3339 in UTC.
+    pub updated_at: String,
+    /// Its latest session's id and last seq, `None` before its first event.
+    pub session: Option<(String, i64)>,
 }
 
 impl Db {
@@ -227,13 +265,13 @@ impl Db {
                 &[&listing.limit, &listing.before, &listing.only],
             )
             .await?;
-        Ok(rows.iter().map(summary_from).collect())
+        Ok(rows.iter().map(|row| task_from(row, 0)).collect())
     }
 
-    /// One task's title and status, `None` if it does not exist.
+    /// One task, `None` if it does not exist.
     pub(crate) async fn task(&self, task_id: &str) -> Result<Option<TaskSummary>, DbError> {
         let rows = self.query(QueryKind::Task, TASK_SQL, &[&task_id]).await?;
-        Ok(rows.first().map(summary_from))
+        Ok(rows.first().map(|row| task_from(row, 0)))
     }
 
     /// Whether PostgreSQL answers.
@@ -255,12 +293,16 @@ impl Db {
     }
 }
 
-/// Reads id, title and status from `row`.
-fn summary_from(row: &Row) -> TaskSummary {
+/// Reads the [`task_columns!`] of `row`, starting at column `first`.
+pub(crate) fn task_from(row: &Row, first: usize) -> TaskSummary {
+    let session: Option<String> = row.get(first + 5);
     TaskSummary {
-        id: row.get(0),
-        title: row.get(1),
-        status: row.get(2),
+        id: row.get(first),
+        title: row.get(first + 1),
+        status: row.get(first + 2),
+        created_at: row.get(first + 3),
+        updated_at: row.get(first + 4),
+        session: session.map(|id| (id, row.get(first + 6))),
     }
 }
 

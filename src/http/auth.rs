@@ -1,5 +1,6 @@
 //! Optional authentication: an HS256 JWT whose claim `tasks` lists the task ids it may read
-//! (`["*"]`: all), whose `exp` (Unix seconds) has not passed and whose `nbf`, if any, has; with
+//! and whose claim `write` lists those it may write through the JSON API (`["*"]`: all; a
+//! token carries either or both, and `write` grants no reads), whose `exp` (Unix seconds) has not passed and whose `nbf`, if any, has; with
 //! `--jwt-issuer` and `--jwt-audience`, its `iss` and `aud` must match them.
 //!
 //! Browsers' EventSource cannot set headers, so the token is read from `Authorization: Bearer`
@@ -28,7 +29,8 @@ const LATEST_TIME: f64 = 253_402_300_799.0;
 /// here, and anything else fails to parse.
 #[derive(Deserialize)]
 struct Claims {
-    tasks: Vec<String>,
+    tasks: Option<Vec<String>>,
+    write: Option<Vec<String>>,
     exp: f64,
     nbf: Option<f64>,
 }
@@ -48,7 +50,10 @@ impl std::fmt::Debug for Auth {
 /// What a valid token allows.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
+    /// The tasks it may read.
     scope: Scope,
+    /// The tasks it may write.
+    write: Scope,
     /// When the token stops being valid; a stream that uses it ends then.
     pub(crate) expires_at: SystemTime,
 }
@@ -64,7 +69,8 @@ enum Scope {
 pub(crate) enum Denied {
     /// No token in the header or the cookie.
     Missing,
-    /// A token that does not verify, has expired, or lacks the claims.
+    /// A token that does not verify, has expired, or lacks the claims (`exp`, and `tasks` or
+    /// `write`).
     Invalid,
 }
 
@@ -113,22 +119,45 @@ impl Auth {
             .unwrap_or_default()
             .as_secs_f64();
         let expires_at = valid_until(claims.exp, claims.nbf, now).ok_or(Denied::Invalid)?;
-        let scope = if claims.tasks.iter().any(|t| t == ALL_TASKS) {
+        if claims.tasks.is_none() && claims.write.is_none() {
+            return Err(Denied::Invalid);
+        }
+        Ok(Grant {
+            scope: Scope::of(claims.tasks),
+            write: Scope::of(claims.write),
+            expires_at,
+        })
+    }
+}
+
+impl Scope {
+    /// The scope a claim lists (none when absent).
+    fn of(claim: Option<Vec<String>>) -> Scope {
+        let ids = claim.unwrap_or_default();
+        if ids.iter().any(|t| t == ALL_TASKS) {
             Scope::All
         } else {
-            Scope::Tasks(claims.tasks.into_iter().collect())
-        };
-        Ok(Grant { scope, expires_at })
+            Scope::Tasks(ids.into_iter().collect())
+        }
+    }
+
+    fn covers(&self, task_id: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tasks(tasks) => tasks.contains(task_id),
+        }
     }
 }
 
 impl Grant {
     /// Whether the token may read `task_id`.
     pub(crate) fn covers(&self, task_id: &str) -> bool {
-        match &self.scope {
-            Scope::All => true,
-            Scope::Tasks(tasks) => tasks.contains(task_id),
-        }
+        self.scope.covers(task_id)
+    }
+
+    /// Whether the token may write `task_id` (its events, its title and status).
+    pub(crate) fn may_write(&self, task_id: &str) -> bool {
+        self.write.covers(task_id)
     }
 
     /// The task ids the token is limited to, `None` when it covers all.

@@ -1,4 +1,4 @@
-//! Cross-origin reads (CORS), off unless origins are configured: an explicit allow-list, each
+//! Cross-origin reads and JSON API writes (CORS), off unless origins are configured: an explicit allow-list, each
 //! allowed origin echoed back (never `*`), `vary: origin` on every response so caches keep
 //! answers for different origins apart, and preflight `OPTIONS` answered.
 
@@ -6,17 +6,23 @@ use std::collections::HashSet;
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    HeaderValue, ORIGIN, VARY,
 };
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::http::response::{self, Body};
 
-/// Request headers a cross-origin client may send: EventSource's own, and a token.
-const ALLOWED_HEADERS: &str = "last-event-id, authorization";
+/// Request headers a cross-origin client may send: EventSource's own, a token, and the JSON
+/// API's body type and idempotency key.
+const ALLOWED_HEADERS: &str = "last-event-id, authorization, content-type, idempotency-key";
 
-/// Methods a cross-origin client may use.
-const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+/// Methods a cross-origin client may use (`PUT` and `POST`: the JSON API's writes).
+const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
+
+/// Response headers a cross-origin script may read besides the safelisted ones: when to retry,
+/// and whether a write's answer was replayed for its idempotency key.
+const EXPOSED_HEADERS: &str = "retry-after, idempotent-replayed";
 
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "600";
@@ -54,6 +60,10 @@ impl Cors {
         response.append(VARY, HeaderValue::from_static("origin"));
         if let Some(origin) = self.allowed(request) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            response.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
             if self.credentials {
                 response.insert(
                     ACCESS_CONTROL_ALLOW_CREDENTIALS,

@@ -54,7 +54,7 @@ pub fn task_id(segment: &str) -> Result<String, BadRequest> {
 /// one fails as a whole, for every task in a batch), and CR or LF in an id would forge log lines
 /// and headers; no writer has a reason to use any of them. Refused here, such an id never
 /// reaches the database or the hub.
-fn check_id(id: &str, what: &str) -> Result<(), BadRequest> {
+pub(crate) fn check_id(id: &str, what: &str) -> Result<(), BadRequest> {
     if id.len() > MAX_TASK_ID_LEN {
         return Err(bad(&format!("{what} is too long")));
     }
@@ -120,7 +120,7 @@ pub(crate) fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
 }
 
 /// The percent-decoded value of query parameter `name`, refusing it twice.
-fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadRequest> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadRequest> {
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));

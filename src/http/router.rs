@@ -1,5 +1,6 @@
-//! The router: one hand-written match over method and path, one function per endpoint. The
-//! service is infallible: every failure becomes a response.
+//! The router: dispatches the one hand-written match over method and path
+//! ([`crate::http::routes`]) to one function per endpoint. The service is infallible: every
+//! failure becomes a response.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,24 +8,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{HeaderValue, SET_COOKIE, VARY};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::Service;
 
+use crate::api;
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
-use crate::db::{Cause, DbError, TaskListing};
-use crate::http::auth::{self, Denied, Grant};
+use crate::http::accept::{self, Representation};
+use crate::http::auth::{self, Denied};
 use crate::http::idle::{Activity, Tracked};
+use crate::http::refusal::{
+    authorize, challenge, database_failed, denied_message, unauthorized, unavailable,
+};
 use crate::http::request;
 use crate::http::response::{self, Body};
+use crate::http::routes::{Endpoint, endpoint};
 use crate::viewer;
-
-/// Seconds a client is told to wait (`retry-after`) when the server is full or the database is
-/// down.
-const RETRY_AFTER_SECONDS: &str = "2";
 
 /// The service of one connection: the router, with the connection's abort handle in every
 /// request's extensions. Its future is boxed: hyper keeps room for one in-flight request future
@@ -71,48 +73,86 @@ impl Service<Request<Incoming>> for Router {
 const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers one request.
-async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible> {
-    let mut response = route(&app, &req).await;
-    if let Some(cors) = &app.cors {
-        cors.decorate(req.headers(), response.headers_mut());
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // CORS decorates the answer by the request's `Origin`, kept before the body is read.
+    let origin = app.cors.as_ref().map(|_| {
+        let mut headers = HeaderMap::new();
+        if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+            headers.insert(http::header::ORIGIN, origin.clone());
+        }
+        headers
+    });
+    let mut response = route(&app, req).await;
+    if let (Some(cors), Some(origin)) = (&app.cors, origin) {
+        cors.decorate(&origin, response.headers_mut());
     }
     Ok(response)
 }
 
-async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > app.config.max_url_bytes {
         return response::error(StatusCode::URI_TOO_LONG, "request target too long");
     }
-    let segments: Vec<&str> = req.uri().path().split('/').skip(1).collect();
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => healthz(),
-        (&Method::GET, ["readyz"]) => readyz(app).await,
-        (&Method::GET, ["metrics"]) => metrics(app, req.headers()).await,
-        (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(app, req, id).await,
-        (&Method::GET, [""]) => index(app, req).await,
-        (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
-        (&Method::GET, ["assets", name]) => asset(req, name),
-        (&Method::POST, ["session"]) => session(app, req.headers()),
-        (&Method::DELETE, ["session"]) => end_session(app),
-        (&Method::OPTIONS, ["metrics" | "session"] | ["tasks", _, "events", "stream"])
-            if app.cors.is_some() =>
-        {
-            preflight(app, req.headers())
-        }
-        (
-            _,
-            ["healthz"]
-            | ["readyz"]
-            | ["metrics"]
-            | ["tasks", _, "events", "stream"]
-            | [""]
-            | ["tasks", _]
-            | ["assets", _],
-        ) => response::method_not_allowed("GET"),
-        (_, ["session"]) => response::method_not_allowed("POST, DELETE"),
-        _ => response::error(StatusCode::NOT_FOUND, "no such path"),
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let query = req.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    match endpoint(req.method(), &segments, app.cors.is_some()) {
+        Endpoint::Healthz => healthz(),
+        Endpoint::Readyz => readyz(app).await,
+        Endpoint::Metrics => metrics(app, req.headers()).await,
+        Endpoint::OpenApi => api::openapi::document(),
+        Endpoint::Stream(id) => events_stream(app, &req, id).await,
+        Endpoint::EventPage(id) => match request::task_id(id) {
+            Ok(id) => api::events::page(app, req.headers(), query, &id).await,
+            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+        },
+        Endpoint::PostEvents(id) => match request::task_id(id) {
+            Ok(id) => api::events::post(app, req, &id).await,
+            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+        },
+        Endpoint::Task(id) => task_resource(app, req.headers(), id).await,
+        Endpoint::PutTask(id) => match request::task_id(id) {
+            Ok(id) => api::tasks::put(app, req, &id).await,
+            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+        },
+        Endpoint::Tasks => task_list(app, req.headers(), query).await,
+        Endpoint::Index => index(app, &req).await,
+        Endpoint::Asset(name) => asset(&req, name),
+        Endpoint::Session => session(app, req.headers()),
+        Endpoint::EndSession => end_session(app),
+        Endpoint::Preflight => preflight(app, req.headers()),
+        Endpoint::MethodNotAllowed(allow) => response::method_not_allowed(allow),
+        Endpoint::NotFound => response::error(StatusCode::NOT_FOUND, "no such path"),
     }
+}
+
+/// `GET /tasks/{id}`: the task as JSON, or the viewer's live page for a client that prefers
+/// HTML (a browser). Either way `vary: accept`.
+async fn task_resource(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
+    let mut answer = match accept::preferred(headers, &[Representation::Json, Representation::Html])
+    {
+        Representation::Html => task_page(app, headers, segment).await,
+        _ => match request::task_id(segment) {
+            Ok(id) => api::tasks::get(app, headers, &id).await,
+            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+        },
+    };
+    answer
+        .headers_mut()
+        .append(VARY, HeaderValue::from_static("accept"));
+    answer
+}
+
+/// `GET /tasks`: the task list as JSON, with `vary: accept` (other representations of the same
+/// list join here, chosen by `Accept` with [`accept::preferred`]).
+async fn task_list(app: &App, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let mut answer = api::tasks::list(app, headers, query).await;
+    answer
+        .headers_mut()
+        .append(VARY, HeaderValue::from_static("accept"));
+    answer
 }
 
 /// `200` while the process serves.
@@ -165,23 +205,8 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(grant) => grant,
         Err(denied) => return sign_in(denied),
     };
-    let only = grant.and_then(|grant| grant.task_ids());
-    // One row more than the page tells whether an older page exists.
-    let listing = TaskListing {
-        limit: page.limit + 1,
-        before: page.before.as_deref(),
-        only: only.as_deref(),
-    };
-    let tasks = {
-        let _turn = app.read_slot().await;
-        app.db.tasks(listing).await
-    };
-    match tasks {
-        Ok(mut tasks) => {
-            let more = tasks.len() as i64 > page.limit;
-            tasks.truncate(page.limit as usize);
-            response::page(viewer::index_page(&tasks, &page, more))
-        }
+    match api::tasks::read_page(app, &page, grant.as_ref()).await {
+        Ok((tasks, more)) => response::page(viewer::index_page(&tasks, &page, more)),
         Err(error) => database_failed(&error, "cannot list tasks"),
     }
 }
@@ -332,75 +357,10 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
     response::event_stream(body)
 }
 
-/// The request's grant: `Ok(None)` when authentication is off.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<Option<Grant>, Denied> {
-    match &app.auth {
-        None => Ok(None),
-        Some(auth) => auth.authorize(headers).map(Some),
-    }
-}
-
-/// `401` with the `www-authenticate` challenge, for programs.
-fn unauthorized(denied: Denied) -> Response<Body> {
-    let mut answer = response::error(StatusCode::UNAUTHORIZED, denied_message(denied));
-    challenge(&mut answer, denied);
-    answer
-}
-
 /// `401` for a viewer page: the sign-in page (a person is reading), with the same challenge.
 fn sign_in(denied: Denied) -> Response<Body> {
     let mut answer = response::page(viewer::signin_page(denied_message(denied)));
     *answer.status_mut() = StatusCode::UNAUTHORIZED;
     challenge(&mut answer, denied);
-    answer
-}
-
-fn denied_message(denied: Denied) -> &'static str {
-    match denied {
-        Denied::Missing => "a token is required",
-        Denied::Invalid => "the token is invalid or expired",
-    }
-}
-
-/// The `www-authenticate` challenge of RFC 6750.
-fn challenge(answer: &mut Response<Body>, denied: Denied) {
-    let challenge = match denied {
-        Denied::Missing => r#"Bearer realm="taskstream""#,
-        Denied::Invalid => r#"Bearer realm="taskstream", error="invalid_token""#,
-    };
-    answer
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-}
-
-/// The answer to a failed query, by who is to blame (see [`Cause`]): `400` for the request's
-/// data, `503` with `retry-after` for a database that is unavailable, `500` otherwise. Logged
-/// at the level each deserves: a client's mistake is no operator's concern.
-fn database_failed(error: &DbError, doing: &str) -> Response<Body> {
-    match error.cause() {
-        Cause::Request => {
-            tracing::debug!(%error, "{doing}: refused data");
-            response::error(
-                StatusCode::BAD_REQUEST,
-                "the database refused this request's data",
-            )
-        }
-        Cause::Unavailable => {
-            tracing::warn!(%error, "{doing}");
-            unavailable("database unavailable")
-        }
-        Cause::Server => {
-            tracing::error!(%error, "{doing}");
-            response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-    }
-}
-
-/// `503` with a `retry-after` hint.
-fn unavailable(message: &str) -> Response<Body> {
-    let mut answer = response::error(StatusCode::SERVICE_UNAVAILABLE, message);
-    answer
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
     answer
 }

@@ -251,6 +251,9 @@ mod tests {
             id: id.to_owned(),
             title: title.to_owned(),
             status: status.to_owned(),
+            created_at: "2026-01-01T00:00:00.000000Z".to_owned(),
+            updated_at: "2026-01-01T00:00:00.000000Z".to_owned(),
+            session: None,
         }
     }
 

@@ -42,7 +42,8 @@ async fn a_database_that_stops_answering_frees_the_pool_in_seconds() {
         Config {
             statement_timeout: Duration::from_millis(500),
             pool_size: 4,
-            max_replays: 3,
+            max_replays: 2,
+            max_writes: 1,
             notify: false,
             ..fast_config()
         },

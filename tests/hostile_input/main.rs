@@ -1,9 +1,10 @@
 //! Hostile input, tried the way an attacker would, over a real socket: malformed requests
-//! ([`requests`]), ids the database cannot take ([`ids`]), token edges ([`tokens`]), cookies
+//! ([`requests`]) and JSON API bodies ([`bodies`]), ids the database cannot take ([`ids`]), token edges ([`tokens`]), cookies
 //! ([`cookies`]), connections and HTTP/2 streams beyond the limits ([`connections`]), readers
 //! that pin memory ([`memory`]) and a database that stops answering ([`database`]). None may
 //! get a 500, a panic (a dropped connection), a hang, or deny service to other clients.
 
+mod bodies;
 mod connections;
 mod cookies;
 mod database;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,6 +67,42 @@ impl Response {
         Response::exchange(stream, method, &addr.to_string(), path, headers).await
     }
 
+    /// Sends `method path` with `headers` and `body` over a new connection.
+    pub async fn send(
+        method: &str,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Response {
+        let stream = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        Response::exchange_body(
+            stream,
+            method,
+            &addr.to_string(),
+            path,
+            headers,
+            body.into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Sends `method path` with a JSON body (`content-type: application/json`) and `headers`.
+    pub async fn json_request(
+        method: &str,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> Response {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        Response::send(method, addr, path, &all, body.to_string()).await
+    }
+
     /// Sends `method path` to `host` with `headers` and an empty body as HTTP/1.1 over `io`
     /// (a TLS stream, say).
     pub async fn exchange<I>(
@@ -75,6 +111,21 @@ impl Response {
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
+    ) -> Result<Response, String>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Response::exchange_body(io, method, host, path, headers, Bytes::new()).await
+    }
+
+    /// Sends `method path` to `host` with `headers` and `body` as HTTP/1.1 over `io`.
+    pub async fn exchange_body<I>(
+        io: I,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
     ) -> Result<Response, String>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -91,7 +142,7 @@ impl Response {
             request = request.header(*name, *value);
         }
         let request = request
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| format!("request: {e}"))?;
         let response = tokio::time::timeout(WAIT, sender.send_request(request))
             .await

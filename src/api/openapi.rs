@@ -1,0 +1,93 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every API endpoint, kept as a JSON file
+//! beside this one (`openapi.json`). Tests prove that it names exactly the router's API routes
+//! (`crate::http::routes`) and that real responses validate against its schemas.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+
+use crate::http::response::{self, Body};
+
+/// The document, as served.
+pub(crate) const DOCUMENT: &str = include_str!("openapi.json");
+
+/// `GET /openapi.json`.
+pub(crate) fn document() -> Response<Body> {
+    response::with_type(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(DOCUMENT.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::http::routes::tests::{every_endpoint, resolve};
+
+    fn parsed() -> Value {
+        serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
+    }
+
+    /// Every `(method, path)` operation the document names.
+    fn documented() -> BTreeSet<(String, String)> {
+        let document = parsed();
+        let paths = document["paths"].as_object().expect("paths");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .filter(|key| {
+                        ["get", "put", "post", "delete", "options", "patch"].contains(&key.as_str())
+                    })
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn is_openapi_3_1() {
+        let document = parsed();
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1."))
+        );
+        assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[test]
+    fn names_every_api_route_of_the_router() {
+        let documented = documented();
+        for (method, path, endpoint) in every_endpoint() {
+            if let Some((m, template)) = endpoint.api_route() {
+                assert_eq!(m, method.as_str().to_ascii_lowercase(), "{path}");
+                assert!(
+                    documented.contains(&(m.to_owned(), template.to_owned())),
+                    "{m} {template} is served but not documented"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_no_route_the_router_lacks() {
+        for (method, template) in documented() {
+            let path = template.replace("{id}", "some-task");
+            let method =
+                http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
+            let endpoint = resolve(&method, &path);
+            let expected = method.as_str().to_ascii_lowercase();
+            assert_eq!(
+                endpoint.api_route(),
+                Some((expected.as_str(), template.as_str())),
+                "{method} {template} is documented but the router serves {endpoint:?}"
+            );
+        }
+    }
+}

@@ -20,6 +20,8 @@
 
 mod body;
 mod coalesce;
+mod lanes;
+mod multi;
 mod outlet;
 mod position;
 
@@ -35,6 +37,7 @@ use tokio::time::Instant;
 pub(crate) use self::body::{ConnectionAbort, EventBody};
 use self::body::{FrameReceiver, Queued};
 use self::coalesce::Coalescer;
+pub(crate) use self::multi::{MultiStart, MultiTask, Opened, open as open_multi};
 use self::outlet::{Outlet, Queue};
 pub(crate) use self::position::already_complete;
 use self::position::{OnLive, Sent};
@@ -87,22 +90,7 @@ struct StreamTask {
 
 /// Starts the stream task of one response and returns the response body.
 pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
-    let (tx, rx) = mpsc::channel(app.config.client_buffer);
-    let queued = Arc::new(Queued::new(app.metrics.client_buffer_bytes.clone()));
-    let config = &app.config;
-    let ending = outlet::ending(
-        app.shutdown.clone(),
-        config.drain_deadline / 2,
-        start.token_expires,
-        config.max_stream_lifetime,
-    );
-    let queue = Queue {
-        tx,
-        queued: queued.clone(),
-        max_queued: config.replay_bytes,
-    };
-    let out = Outlet::new(queue, config.keepalive, config.write_timeout, ending);
-    app.metrics.open_streams.inc();
+    let (out, body) = open_outlet(&app, start.token_expires);
     tokio::spawn(async move {
         let started = Instant::now();
         let mut task = StreamTask {
@@ -134,7 +122,28 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
         app.metrics.open_streams.dec();
         drop(start.slot);
     });
-    StreamBody::new(FrameReceiver { rx, queued })
+    body
+}
+
+/// A new stream's outlet and the response body it feeds, counted as an open stream.
+fn open_outlet(app: &App, token_expires: Option<SystemTime>) -> (Outlet, EventBody) {
+    let (tx, rx) = mpsc::channel(app.config.client_buffer);
+    let queued = Arc::new(Queued::new(app.metrics.client_buffer_bytes.clone()));
+    let config = &app.config;
+    let ending = outlet::ending(
+        app.shutdown.clone(),
+        config.drain_deadline / 2,
+        token_expires,
+        config.max_stream_lifetime,
+    );
+    let queue = Queue {
+        tx,
+        queued: queued.clone(),
+        max_queued: config.replay_bytes,
+    };
+    let out = Outlet::new(queue, config.keepalive, config.write_timeout, ending);
+    app.metrics.open_streams.inc();
+    (out, StreamBody::new(FrameReceiver { rx, queued }))
 }
 
 impl StreamTask {
@@ -245,7 +254,7 @@ impl StreamTask {
                                 let waited = at.elapsed().as_secs_f64();
                                 self.app.metrics.notify_to_send_seconds.observe(waited);
                             }
-                            chunk.push(&event.frame);
+                            chunk.push(&event.encoded.frame);
                         }
                     }
                     OnLive::Skip => {}

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 
 use super::{Db, DbError, IN_PROGRESS};
 use crate::metrics::QueryKind;
-use crate::wire::cursor;
+use crate::wire::{cursor, multi_cursor};
 
 /// The latest session of a task, `started_at` in microseconds for ordering.
 const POSITION_SQL: &str = "
@@ -79,16 +79,20 @@ pub(crate) struct Session {
     pub(crate) started_at: i64,
     /// `<base64url(id)>:`, the start of every cursor in this session.
     pub(crate) cursor_prefix: String,
+    /// How a multi-task cursor names this session.
+    pub(crate) hash: u64,
 }
 
 impl Session {
     /// A session with its cursor prefix computed.
     pub(crate) fn new(id: String, started_at: i64) -> Session {
         let cursor_prefix = cursor::session_prefix(&id);
+        let hash = multi_cursor::session_hash(&id);
         Session {
             id,
             started_at,
             cursor_prefix,
+            hash,
         }
     }
 
@@ -109,6 +113,8 @@ impl Session {
 pub(crate) struct TaskPosition {
     /// Whether the status is `InProgress`.
     pub(crate) in_progress: bool,
+    /// The status as stored (what `task_complete` reports).
+    pub(crate) status: String,
     /// The latest session and its last seq, `None` before the first event.
     pub(crate) head: Option<(Arc<Session>, i64)>,
 }
@@ -270,6 +276,7 @@ fn position_from(row: &Row, first: usize) -> TaskPosition {
     let session: Option<String> = row.get(first + 1);
     TaskPosition {
         in_progress: status == IN_PROGRESS,
+        status: status.to_owned(),
         head: session.map(|id| {
             let started_at: i64 = row.get(first + 2);
             let last_seq: i64 = row.get(first + 3);
@@ -294,6 +301,7 @@ pub(crate) mod fixtures {
     pub(crate) fn position(in_progress: bool, head: Option<(&Arc<Session>, i64)>) -> TaskPosition {
         TaskPosition {
             in_progress,
+            status: if in_progress { "InProgress" } else { "Done" }.to_owned(),
             head: head.map(|(session, seq)| (session.clone(), seq)),
         }
     }

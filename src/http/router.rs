@@ -90,22 +90,23 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         (&Method::GET, ["readyz"]) => readyz(app).await,
         (&Method::GET, ["metrics"]) => metrics(app, req.headers()).await,
         (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(app, req, id).await,
+        (&Method::GET, ["events", "stream"]) => multi_stream(app, req).await,
         (&Method::GET, [""]) => index(app, req).await,
         (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
         (&Method::GET, ["assets", name]) => asset(req, name),
         (&Method::POST, ["session"]) => session(app, req.headers()),
         (&Method::DELETE, ["session"]) => end_session(app),
-        (&Method::OPTIONS, ["metrics" | "session"] | ["tasks", _, "events", "stream"])
-            if app.cors.is_some() =>
-        {
-            preflight(app, req.headers())
-        }
+        (
+            &Method::OPTIONS,
+            ["metrics" | "session"] | ["tasks", _, "events", "stream"] | ["events", "stream"],
+        ) if app.cors.is_some() => preflight(app, req.headers()),
         (
             _,
             ["healthz"]
             | ["readyz"]
             | ["metrics"]
             | ["tasks", _, "events", "stream"]
+            | ["events", "stream"]
             | [""]
             | ["tasks", _]
             | ["assets", _],
@@ -330,6 +331,77 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
         },
     );
     response::event_stream(body)
+}
+
+// === GET /events/stream (issue 15) ===
+
+/// `GET /events/stream?task=a&task=b…`: several tasks over one connection (see
+/// [`client_stream::open_multi`]). Every task is checked against the token before any is
+/// looked up, so a token cannot probe which tasks exist.
+async fn multi_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
+    let max = app.config.max_stream_tasks;
+    let query = req.uri().query();
+    let parsed = request::task_list(query, max).and_then(|tasks| {
+        Ok((
+            tasks,
+            request::resume_multi_cursor(req.headers(), query, max)?,
+        ))
+    });
+    let (task_ids, cursor) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    let grant = match authorize(app, req.headers()) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    if let Some(grant) = &grant
+        && let Some(refused) = task_ids.iter().find(|id| !grant.covers(id))
+    {
+        let message = format!("the token does not cover task {refused:?}");
+        return response::error(StatusCode::FORBIDDEN, &message);
+    }
+    if app.shutdown.is_triggered() {
+        return unavailable("shutting down");
+    }
+    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
+        return unavailable("too many open streams");
+    };
+    // Subscribe to every tail before reading the positions, as a single stream does.
+    let subscriptions: Vec<_> = task_ids.iter().map(|id| app.hub.subscribe(id)).collect();
+    let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();
+    let positions = {
+        let _turn = app.read_slot().await;
+        app.db.positions(&ids).await
+    };
+    let mut positions: std::collections::HashMap<String, _> = match positions {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(error) => return database_failed(&error, "cannot start a stream"),
+    };
+    let tasks = task_ids
+        .iter()
+        .zip(subscriptions)
+        .map(|(id, subscription)| client_stream::MultiTask {
+            task_id: Arc::from(id.as_str()),
+            subscription,
+            position: positions.remove(id),
+        })
+        .collect();
+    let start = client_stream::MultiStart {
+        tasks,
+        cursor,
+        abort: req.extensions().get::<ConnectionAbort>().cloned(),
+        token_expires: grant.map(|grant| grant.expires_at),
+        slot,
+    };
+    match client_stream::open_multi(app.clone(), start) {
+        Ok(client_stream::Opened::Stream(body)) => response::event_stream(body),
+        Ok(client_stream::Opened::NothingNew) => response::empty(StatusCode::NO_CONTENT),
+        Ok(client_stream::Opened::Missing(id)) => {
+            response::error(StatusCode::NOT_FOUND, &format!("no such task: {id:?}"))
+        }
+        Err(unmatched) => response::error(StatusCode::BAD_REQUEST, unmatched.0),
+    }
 }
 
 /// The request's grant: `Ok(None)` when authentication is off.

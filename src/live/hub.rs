@@ -65,6 +65,14 @@ struct TailEntry {
 pub(crate) struct Subscription {
     /// What the tail publishes from the moment of subscribing.
     pub(crate) live: broadcast::Receiver<Live>,
+    /// Holds the tail while it lives. Apart from `live`, so that a multi-task stream can move
+    /// the receiver into the future that waits on it.
+    pub(crate) watching: Watching,
+}
+
+/// Keeps a task watched; dropping it unsubscribes (the last one drops the tail).
+#[derive(Debug)]
+pub(crate) struct Watching {
     hub: Arc<HubInner>,
     task_id: Arc<str>,
 }
@@ -108,8 +116,10 @@ impl Hub {
         entry.subscribers += 1;
         Subscription {
             live: entry.tail.subscribe(),
-            hub: self.inner.clone(),
-            task_id,
+            watching: Watching {
+                hub: self.inner.clone(),
+                task_id,
+            },
         }
     }
 
@@ -223,7 +233,7 @@ impl HubInner {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for Watching {
     fn drop(&mut self) {
         let mut tails = self.hub.lock();
         if let Some(entry) = tails.get_mut(&self.task_id) {

@@ -19,7 +19,18 @@ pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// becomes U+FFFD.
 pub fn write_event(out: &mut BytesMut, id: &str, event: &str, data: &str) {
     out.reserve(id.len() + event.len() + data.len() + 24);
+    write_id(out, id);
+    write_body(out, event, data);
+}
+
+/// Appends the `id` line of a frame whose body ([`write_body`]) is shared with other clients:
+/// a multi-task stream writes its own cursor before the body every subscriber shares.
+pub fn write_id(out: &mut BytesMut, id: &str) {
     write_field(out, "id", id);
+}
+
+/// Appends the `event` and `data` lines and the blank line that dispatches the frame.
+pub fn write_body(out: &mut BytesMut, event: &str, data: &str) {
     write_field(out, "event", event);
     write_data(out, data);
     out.put_u8(b'\n');

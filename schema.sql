@@ -18,6 +18,9 @@
 --   1  the schema before versioned migrations (no `taskstream_schema` table)
 --   2  roles and grants, SECURITY DEFINER trigger functions, notifications authenticated with
 --      HMAC-SHA256, the address-only payload mode, rules for ids
+--   4  notifications for the live task list: a task created (`k` 'c'), retitled ('t'), or given
+--      a new session ('n'), on taskstream_tasks in the same signed envelope (readers at
+--      version 2 take them as a status change: a harmless re-read). (3 is the JSON API's step.)
 --
 -- ADDING A STEP (a table, a column, a constraint, a trigger, a grant): bump the version, and
 -- write the step so that it can run again on a database that already has it:
@@ -40,7 +43,7 @@
 --            validated (without blocking writers), and the version is recorded.
 -- Progress is reported with `RAISE NOTICE 'taskstream: ...'`, which `taskstream migrate` prints.
 
-SET taskstream.schema_version = 2;
+SET taskstream.schema_version = 4;
 SET taskstream.min_reader = 2;
 
 -- ============================================================================================
@@ -333,6 +336,34 @@ BEGIN
 END
 $$;
 
+-- The live task list (`GET /tasks` as a stream): a task created or retitled, or a new session
+-- of it (the first event's upsert inserts the session row once; later events update it, which
+-- fires no INSERT trigger, so the event insert path gains nothing). `k`: 'c' created, 't'
+-- title, 'n' new session. Receivers re-read the task's row: the payload is never trusted for
+-- content, and NOTIFY folds identical payloads within one transaction anyway.
+CREATE OR REPLACE FUNCTION taskstream_notify_listed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    settings taskstream_notify_settings%ROWTYPE;
+    payload text;
+BEGIN
+    SELECT * INTO settings FROM taskstream_notify_settings;
+    IF TG_TABLE_NAME = 'agent_sessions' THEN
+        payload := json_build_object('k', 'n', 't', NEW.task_id)::text;
+    ELSIF TG_OP = 'INSERT' THEN
+        payload := json_build_object('k', 'c', 't', NEW.id)::text;
+    ELSE
+        payload := json_build_object('k', 't', 't', NEW.id)::text;
+    END IF;
+    IF octet_length(payload) + 45 >= 8000 THEN
+        payload := '{}';
+    END IF;
+    PERFORM pg_notify('taskstream_tasks',
+                      taskstream_signed('taskstream_tasks', payload, settings.mac_key));
+    RETURN NULL;
+END
+$$;
+
 -- The id that phase 2 gives an existing task or session whose id breaks the rules above: each
 -- control character becomes `\x` and its two hex digits, and a task id `*` becomes `\x2a`.
 CREATE OR REPLACE FUNCTION taskstream_fixed_id(id text) RETURNS text
@@ -381,6 +412,13 @@ BEGIN
          'WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION taskstream_notify_task()'),
         ('tasks', 'tasks_notify_delete',
          'AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
+        ('tasks', 'tasks_notify_insert',
+         'AFTER INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_listed()'),
+        ('tasks', 'tasks_notify_title',
+         'AFTER UPDATE OF title ON tasks FOR EACH ROW '
+         'WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION taskstream_notify_listed()'),
+        ('agent_sessions', 'agent_sessions_notify',
+         'AFTER INSERT ON agent_sessions FOR EACH ROW EXECUTE FUNCTION taskstream_notify_listed()'),
         ('agent_events', 'agent_events_assign_seq',
          'BEFORE INSERT ON agent_events FOR EACH ROW EXECUTE FUNCTION taskstream_assign_seq()'),
         ('agent_events', 'agent_events_notify',

@@ -24,6 +24,7 @@ mod lanes;
 mod multi;
 mod outlet;
 mod position;
+mod task_list;
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub(crate) use self::multi::{MultiStart, MultiTask, Opened, open as open_multi};
 use self::outlet::{Outlet, Queue};
 pub(crate) use self::position::already_complete;
 use self::position::{OnLive, Sent};
+pub(crate) use self::task_list::{ListStart, spawn_list};
 use crate::app::App;
 use crate::db::{DbError, TaskPosition};
 use crate::live::hub::Subscription;

@@ -50,13 +50,26 @@ const EVENTS_SQL: &str = "
     WHERE n = 1 OR upto <= $4
     ORDER BY seq";
 
+/// A task row's version for the live task list: the later of `tasks.updated_at` (set by the
+/// schema on every update) and its latest session's start, in microseconds. Derived from what
+/// is stored already: nothing is written per event. (A macro, so that the queries using it stay
+/// constants.)
+macro_rules! version {
+    () => {
+        "(extract(epoch FROM greatest(t.updated_at, (
+            SELECT max(started_at) FROM agent_sessions WHERE task_id = t.id))) * 1000000)::int8"
+    };
+}
+
 /// A page of the task list, newest first: `$2` is the task the previous page ended with (only
 /// older ones follow; an unknown one gives an empty page), `$3` the ids the reader may see
 /// (`NULL`: all). Ties on `created_at` are broken by id, so every task is on exactly one page.
 /// A `$2` the reader may not see is treated as unknown: where the page would start tells when
 /// that task was created, and whether it exists at all.
-const TASKS_SQL: &str = "
-    SELECT t.id, t.title, t.status
+const TASKS_SQL: &str = concat!(
+    "SELECT t.id, t.title, t.status, ",
+    version!(),
+    "
     FROM tasks t
     LEFT JOIN tasks b ON b.id = $2 AND ($3::text[] IS NULL OR b.id = ANY ($3))
     WHERE ($2::text IS NULL
@@ -64,10 +77,23 @@ const TASKS_SQL: &str = "
            OR (t.created_at = b.created_at AND t.id > b.id))
       AND ($3::text[] IS NULL OR t.id = ANY ($3))
     ORDER BY t.created_at DESC, t.id
-    LIMIT $1";
+    LIMIT $1"
+);
+
+/// The rows of some tasks, by id (the live task list re-reading what notifications named).
+/// Tasks that no longer exist are absent.
+const TASK_ROWS_SQL: &str = concat!(
+    "SELECT t.id, t.title, t.status, ",
+    version!(),
+    " FROM unnest($1::text[]) AS w (id) JOIN tasks t ON t.id = w.id"
+);
 
 /// One task's title and status (the viewer's task page).
-const TASK_SQL: &str = "SELECT id, title, status FROM tasks WHERE id = $1";
+const TASK_SQL: &str = concat!(
+    "SELECT t.id, t.title, t.status, ",
+    version!(),
+    " FROM tasks t WHERE t.id = $1"
+);
 
 /// A session, as far as ordering and cursors need it. Shared (`Arc`) by every frame and stream
 /// that refers to it.
@@ -160,7 +186,7 @@ pub struct TaskListing<'a> {
 }
 
 /// A row of the task list.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct TaskSummary {
     /// Task id.
     pub id: String,
@@ -168,6 +194,9 @@ pub struct TaskSummary {
     pub title: String,
     /// Task status.
     pub status: String,
+    /// Grows with every change the live task list reports (see `version!` in this file), so a
+    /// client drops a delta older than what it has.
+    pub version: i64,
 }
 
 impl Db {
@@ -236,6 +265,14 @@ impl Db {
         Ok(rows.iter().map(summary_from).collect())
     }
 
+    /// The rows of `task_ids` that exist, in no particular order.
+    pub(crate) async fn task_rows(&self, task_ids: &[&str]) -> Result<Vec<TaskSummary>, DbError> {
+        let rows = self
+            .query(QueryKind::Task, TASK_ROWS_SQL, &[&task_ids])
+            .await?;
+        Ok(rows.iter().map(summary_from).collect())
+    }
+
     /// One task's title and status, `None` if it does not exist.
     pub(crate) async fn task(&self, task_id: &str) -> Result<Option<TaskSummary>, DbError> {
         let rows = self.query(QueryKind::Task, TASK_SQL, &[&task_id]).await?;
@@ -267,6 +304,7 @@ fn summary_from(row: &Row) -> TaskSummary {
         id: row.get(0),
         title: row.get(1),
         status: row.get(2),
+        version: row.get(3),
     }
 }
 

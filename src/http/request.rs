@@ -164,6 +164,16 @@ pub(crate) fn list_page(query: Option<&str>) -> Result<ListPage, BadRequest> {
     Ok(ListPage { limit, before })
 }
 
+/// Whether the request asks for `text/event-stream` (`GET /tasks` answers it with the live task
+/// list).
+pub(crate) fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/event-stream"))
+}
+
 /// The percent-decoded value of query parameter `name`, refusing it twice.
 fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadRequest> {
     let mut found = None;

@@ -91,6 +91,9 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         (&Method::GET, ["metrics"]) => metrics(app, req.headers()).await,
         (&Method::GET, ["tasks", id, "events", "stream"]) => events_stream(app, req, id).await,
         (&Method::GET, ["events", "stream"]) => multi_stream(app, req).await,
+        (&Method::GET, ["tasks"]) if request::wants_event_stream(req.headers()) => {
+            task_list_stream(app, req).await
+        }
         (&Method::GET, [""]) => index(app, req).await,
         (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
         (&Method::GET, ["assets", name]) => asset(req, name),
@@ -402,6 +405,32 @@ async fn multi_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         }
         Err(unmatched) => response::error(StatusCode::BAD_REQUEST, unmatched.0),
     }
+}
+
+/// `GET /tasks` with `Accept: text/event-stream`: the live task list (see
+/// [`client_stream::spawn_list`]), `?limit=` tasks in each snapshot.
+async fn task_list_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
+    let page = match request::list_page(req.uri().query()) {
+        Ok(page) => page,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    let grant = match authorize(app, req.headers()) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    if app.shutdown.is_triggered() {
+        return unavailable("shutting down");
+    }
+    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
+        return unavailable("too many open streams");
+    };
+    let start = client_stream::ListStart {
+        limit: page.limit,
+        only: grant.as_ref().and_then(Grant::task_ids),
+        token_expires: grant.map(|grant| grant.expires_at),
+        slot,
+    };
+    response::event_stream(client_stream::spawn_list(app.clone(), start))
 }
 
 /// The request's grant: `Ok(None)` when authentication is off.

@@ -248,6 +248,7 @@ mod tests {
 
     fn task(id: &str, title: &str, status: &str) -> TaskSummary {
         TaskSummary {
+            version: 0,
             id: id.to_owned(),
             title: title.to_owned(),
             status: status.to_owned(),

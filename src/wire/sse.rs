@@ -43,6 +43,14 @@ pub fn event(id: &str, event: &str, data: &str) -> Bytes {
     out.freeze()
 }
 
+/// An event frame without an `id` line, for streams that resume by taking a new snapshot
+/// rather than by cursor (an empty `id:` would reset the client's last event id).
+pub fn event_without_id(event: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    write_body(&mut out, event, data);
+    out.freeze()
+}
+
 /// The `retry:` hint that tells EventSource how long to wait before reconnecting. Sent first,
 /// so the response headers and `onopen` arrive at once.
 pub fn retry(millis: u64) -> Bytes {
@@ -164,6 +172,14 @@ mod tests {
         let big = "ü✓🚀".repeat(100_000);
         let out = frame("1", "x", &big);
         assert_eq!(out, format!("id: 1\nevent: x\ndata: {big}\n\n"));
+    }
+
+    #[test]
+    fn an_event_without_an_id_has_no_id_line() {
+        assert_eq!(
+            &event_without_id("task", "{}")[..],
+            b"event: task\ndata: {}\n\n"
+        );
     }
 
     #[test]

@@ -96,6 +96,7 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         }
         (&Method::GET, [""]) => index(app, req).await,
         (&Method::GET, ["tasks", id]) => task_page(app, req.headers(), id).await,
+        (&Method::GET, ["watch"]) => watch_page(app, req).await,
         (&Method::GET, ["assets", name]) => asset(req, name),
         (&Method::POST, ["session"]) => session(app, req.headers()),
         (&Method::DELETE, ["session"]) => end_session(app),
@@ -112,6 +113,7 @@ async fn route<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
             | ["events", "stream"]
             | [""]
             | ["tasks", _]
+            | ["watch"]
             | ["assets", _],
         ) => response::method_not_allowed("GET"),
         (_, ["session"]) => response::method_not_allowed("POST, DELETE"),
@@ -212,6 +214,34 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
         Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
         Err(error) => database_failed(&error, "cannot read a task"),
+    }
+}
+
+/// `GET /watch?task=a&task=b…`: the viewer's page of several tasks over one connection (a
+/// token that covers them all when authentication is on).
+async fn watch_page<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let task_ids = match request::task_list(req.uri().query(), app.config.max_stream_tasks) {
+        Ok(ids) => ids,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    match authorize(app, req.headers()) {
+        Ok(Some(grant)) if !task_ids.iter().all(|id| grant.covers(id)) => {
+            return response::error(
+                StatusCode::FORBIDDEN,
+                "the token does not cover these tasks",
+            );
+        }
+        Ok(_) => {}
+        Err(denied) => return sign_in(denied),
+    }
+    let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();
+    let rows = {
+        let _turn = app.read_slot().await;
+        app.db.task_rows(&ids).await
+    };
+    match rows {
+        Ok(rows) => response::page(viewer::watch_page(&task_ids, &rows)),
+        Err(error) => database_failed(&error, "cannot read tasks"),
     }
 }
 

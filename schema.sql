@@ -310,6 +310,18 @@ BEGIN
 END
 $$;
 
+-- Sends a task notification, signed, on taskstream_tasks. A payload too large for NOTIFY (an id
+-- near 8000 bytes) becomes `{}`, which makes receivers re-check every task.
+CREATE OR REPLACE FUNCTION taskstream_notify_tasks(payload text, key bytea) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF octet_length(payload) + 45 >= 8000 THEN
+        payload := '{}';
+    END IF;
+    PERFORM pg_notify('taskstream_tasks', taskstream_signed('taskstream_tasks', payload, key));
+END
+$$;
+
 -- A status change or a deletion ends the task's open streams (after the events committed
 -- before it). `k` is the kind: 's' status change, 'd' deletion; `st` the new status, left out
 -- in the address-only mode.
@@ -327,11 +339,7 @@ BEGIN
     ELSE
         payload := json_build_object('k', 's', 't', NEW.id)::text;
     END IF;
-    IF octet_length(payload) + 45 >= 8000 THEN
-        payload := '{}';
-    END IF;
-    PERFORM pg_notify('taskstream_tasks',
-                      taskstream_signed('taskstream_tasks', payload, settings.mac_key));
+    PERFORM taskstream_notify_tasks(payload, settings.mac_key);
     RETURN NULL;
 END
 $$;
@@ -355,11 +363,7 @@ BEGIN
     ELSE
         payload := json_build_object('k', 't', 't', NEW.id)::text;
     END IF;
-    IF octet_length(payload) + 45 >= 8000 THEN
-        payload := '{}';
-    END IF;
-    PERFORM pg_notify('taskstream_tasks',
-                      taskstream_signed('taskstream_tasks', payload, settings.mac_key));
+    PERFORM taskstream_notify_tasks(payload, settings.mac_key);
     RETURN NULL;
 END
 $$;

@@ -5,17 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use support::auth::{token, with_auth};
 use support::cluster::connect;
 use support::http::Response;
-use support::ledger::{FOLLOW_DEADLINE, assert_same, numbered};
+use support::ledger::{assert_same, follow_path, numbered};
 use support::server::{TestServer, fast_config};
 use support::sse_parser::SseEvent;
-use support::wait::WAIT;
 use support::writer::insert_event;
 use taskstream::Config;
 
@@ -80,40 +79,12 @@ impl PerTask {
     }
 }
 
-/// Follows a multi-task stream as EventSource would, across every interruption (a stream that
-/// ends without `complete`, a refused or cut connection, `503`), resuming by its last cursor on
-/// the next address of `addrs`. Returns what it received per task, up to `complete`.
-async fn follow(addrs: &[SocketAddr], tasks: &[&str], mut cursor: Option<String>) -> PerTask {
-    let deadline = Instant::now() + FOLLOW_DEADLINE;
+/// Follows a multi-task stream as EventSource would, across every interruption, resuming by
+/// its last cursor on the next address of `addrs`. Returns what it received per task.
+async fn follow(addrs: &[SocketAddr], tasks: &[&str], cursor: Option<String>) -> PerTask {
     let mut received = PerTask::default();
-    for attempt in 0.. {
-        assert!(
-            Instant::now() < deadline,
-            "no complete after {attempt} attempts"
-        );
-        let addr = addrs[attempt % addrs.len()];
-        let headers: Vec<(&str, &str)> = cursor
-            .iter()
-            .map(|c| ("last-event-id", c.as_str()))
-            .collect();
-        match Response::try_request("GET", addr, &path(tasks), &headers).await {
-            Ok(mut response) if response.status == 200 => {
-                while let Some(event) = response.next_within(WAIT).await {
-                    cursor = Some(event.id.clone());
-                    if event.event == "complete" {
-                        return received;
-                    }
-                    received.add(&event);
-                }
-            }
-            Ok(response) if response.status == 204 => return received,
-            Ok(response) if response.status == 503 => {}
-            Ok(response) => panic!("unexpected status {}", response.status),
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(50 + 10 * (attempt as u64 % 10))).await;
-    }
-    unreachable!("the loop returns or panics")
+    follow_path(addrs, &path(tasks), cursor, |event| received.add(&event)).await;
+    received
 }
 
 /// The contents committed to `task`'s latest session, in seq order.

@@ -44,7 +44,7 @@ pub(crate) use self::position::already_complete;
 use self::position::{OnLive, Sent};
 pub(crate) use self::task_list::{ListStart, spawn_list};
 use crate::app::App;
-use crate::db::{DbError, TaskPosition};
+use crate::db::{DbError, EventPage, Session, TaskPosition};
 use crate::live::hub::Subscription;
 use crate::live::tail::Live;
 use crate::metrics::EndReason;
@@ -194,25 +194,9 @@ impl StreamTask {
         let Some(session) = self.sent.session.clone() else {
             return Ok(());
         };
-        let limit = self.app.config.page_limit();
         loop {
-            if self.app.shutdown.is_triggered() {
-                return Err(EndReason::Shutdown);
-            }
-            self.out.drained().await?;
-            let page = Box::pin(async {
-                let _turn = self.app.read_slot().await;
-                let after = self.sent.seq;
-                self.app.db.events(&session.id, after, limit).await
-            })
-            .await;
-            let page = match page {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(task = %self.task_id, %error, "replay failed");
-                    return Err(EndReason::Error);
-                }
-            };
+            let after = self.sent.seq;
+            let page = next_page(&self.app, &mut self.out, &self.task_id, &session, after).await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 chunk.write(|out| {
@@ -291,19 +275,18 @@ impl StreamTask {
 
     /// Sends the chunk built so far, if any.
     async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        if let Some(bytes) = chunk.take() {
-            self.out.send(bytes).await?;
-        }
-        self.report_sent();
-        Ok(())
+        flush(
+            &self.app,
+            &mut self.out,
+            chunk,
+            self.events,
+            &mut self.reported,
+        )
+        .await
     }
 
-    /// Adds the events sent since the last report to the shared counter: once per write, not
-    /// once per event, since every stream would otherwise contend on it for every event.
     fn report_sent(&mut self) {
-        let new = self.events - self.reported;
-        self.app.metrics.events_sent.inc_by(new);
-        self.reported = self.events;
+        report_sent(&self.app, self.events, &mut self.reported);
     }
 
     /// Sends the terminal `complete` event.
@@ -311,6 +294,55 @@ impl StreamTask {
         let cursor = self.sent.complete_cursor().to_string();
         self.out.send(sse::event(&cursor, "complete", "{}")).await
     }
+}
+
+/// The next page of a replay of `session` after `after`, read once the client has taken
+/// everything queued for it, so that the rows a stream holds and the frames queued for its
+/// client stay within one budget (`--replay-bytes`). Boxed, like every query of a stream.
+async fn next_page(
+    app: &App,
+    out: &mut Outlet,
+    task_id: &str,
+    session: &Session,
+    after: i64,
+) -> Result<EventPage, EndReason> {
+    if app.shutdown.is_triggered() {
+        return Err(EndReason::Shutdown);
+    }
+    out.drained().await?;
+    let page = Box::pin(async {
+        let _turn = app.read_slot().await;
+        app.db
+            .events(&session.id, after, app.config.page_limit())
+            .await
+    })
+    .await;
+    page.map_err(|error| {
+        tracing::warn!(task = %task_id, %error, "replay failed");
+        EndReason::Error
+    })
+}
+
+/// Sends the chunk built so far, if any, and reports the events sent.
+async fn flush(
+    app: &App,
+    out: &mut Outlet,
+    chunk: &mut Coalescer,
+    events: u64,
+    reported: &mut u64,
+) -> Result<(), EndReason> {
+    if let Some(bytes) = chunk.take() {
+        out.send(bytes).await?;
+    }
+    report_sent(app, events, reported);
+    Ok(())
+}
+
+/// Adds the events sent since the last report to the shared counter: once per write, not once
+/// per event, since every stream would otherwise contend on it for every event.
+fn report_sent(app: &App, events: u64, reported: &mut u64) {
+    app.metrics.events_sent.inc_by(events - *reported);
+    *reported = events;
 }
 
 /// Reads the task's position on behalf of a client (in its turn among client reads).

@@ -28,7 +28,9 @@ use super::coalesce::Coalescer;
 use super::lanes::{self, LaneStart, Unmatched};
 use super::outlet::Outlet;
 use super::position::{OnLive, Sent};
-use super::{ConnectionAbort, EventBody, open_outlet, read_position};
+use super::{
+    ConnectionAbort, EventBody, flush, next_page, open_outlet, read_position, report_sent,
+};
 use crate::app::App;
 use crate::db::TaskPosition;
 use crate::live::hub::{Subscription, Watching};
@@ -326,25 +328,9 @@ impl MultiStream {
         let Some(session) = self.lanes[index].sent.session.clone() else {
             return Ok(());
         };
-        let limit = self.app.config.page_limit();
         loop {
-            if self.app.shutdown.is_triggered() {
-                return Err(EndReason::Shutdown);
-            }
-            self.out.drained().await?;
-            let after = self.lanes[index].sent.seq;
-            let page = Box::pin(async {
-                let _turn = self.app.read_slot().await;
-                self.app.db.events(&session.id, after, limit).await
-            })
-            .await;
-            let page = match page {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(task = %self.lanes[index].task_id, %error, "replay failed");
-                    return Err(EndReason::Error);
-                }
-            };
+            let (task_id, after) = (&self.lanes[index].task_id, self.lanes[index].sent.seq);
+            let page = next_page(&self.app, &mut self.out, task_id, &session, after).await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 self.lanes[index].sent.seq = row.seq;
@@ -398,16 +384,17 @@ impl MultiStream {
     }
 
     async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        if let Some(bytes) = chunk.take() {
-            self.out.send(bytes).await?;
-        }
-        self.report_sent();
-        Ok(())
+        flush(
+            &self.app,
+            &mut self.out,
+            chunk,
+            self.events,
+            &mut self.reported,
+        )
+        .await
     }
 
     fn report_sent(&mut self) {
-        let new = self.events - self.reported;
-        self.app.metrics.events_sent.inc_by(new);
-        self.reported = self.events;
+        report_sent(&self.app, self.events, &mut self.reported);
     }
 }

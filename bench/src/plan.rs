@@ -11,6 +11,9 @@
 //!   to caught up.
 //! - **write-ceiling**: the insert rate PostgreSQL sustains with the schema's NOTIFY trigger
 //!   and without it (NOTIFY serialises commits behind one lock).
+//! - **multi-100**: N clients each watch the same 100 running tasks over one multi-task stream,
+//!   against the same N clients opening 100 single streams each (`multi-100-singles`), at the
+//!   same write rate: memory per client, server CPU per delivered frame, latency.
 
 use crate::peers::PeerKind;
 
@@ -34,6 +37,8 @@ pub enum ScenarioKind {
     Replay,
     /// Insert rate with and without the NOTIFY trigger.
     WriteCeiling,
+    /// Many tasks per connection against one connection per task.
+    Multi,
 }
 
 /// The sizes of every scenario.
@@ -73,6 +78,14 @@ pub struct Plan {
     pub ceiling_writers: usize,
     /// Seconds each write-ceiling measurement lasts.
     pub ceiling_seconds: f64,
+    /// Clients of the multi-task run.
+    pub multi_clients: usize,
+    /// Tasks each of them watches (over one stream, or one stream each).
+    pub multi_tasks: usize,
+    /// Events per second over all tasks in the multi-task run.
+    pub multi_rate: f64,
+    /// Seconds of writing in the multi-task run.
+    pub multi_seconds: f64,
 }
 
 impl Plan {
@@ -96,6 +109,10 @@ impl Plan {
             replay_clients: 5,
             ceiling_writers: 4,
             ceiling_seconds: 5.0,
+            multi_clients: 50,
+            multi_tasks: 100,
+            multi_rate: 500.0,
+            multi_seconds: 10.0,
         }
     }
 
@@ -119,6 +136,10 @@ impl Plan {
             replay_clients: 2,
             ceiling_writers: 2,
             ceiling_seconds: 0.5,
+            multi_clients: 3,
+            multi_tasks: 100,
+            multi_rate: 200.0,
+            multi_seconds: 1.0,
         }
     }
 
@@ -128,6 +149,11 @@ impl Plan {
         for &kind in kinds {
             if kind == ScenarioKind::Fanout {
                 for &subscribers in &self.fanout_subscribers {
+                    out.push(Scenario { kind, subscribers });
+                }
+            } else if kind == ScenarioKind::Multi {
+                // Streams per client: one multi-task stream, then one stream per task.
+                for subscribers in [1, self.multi_tasks] {
                     out.push(Scenario { kind, subscribers });
                 }
             } else {
@@ -146,7 +172,8 @@ impl Plan {
 pub struct Scenario {
     /// Which.
     pub kind: ScenarioKind,
-    /// Fan-out only: the subscribers of the one session.
+    /// Fan-out: the subscribers of the one session; multi: the streams per client (1: one
+    /// multi-task stream, else one stream per task).
     pub subscribers: usize,
 }
 
@@ -166,6 +193,8 @@ impl Scenario {
             ScenarioKind::Storm => format!("storm-{}", plan.storm_clients),
             ScenarioKind::Replay => format!("replay-{}", plan.replay_events),
             ScenarioKind::WriteCeiling => format!("write-ceiling-{}w", plan.ceiling_writers),
+            ScenarioKind::Multi if self.subscribers == 1 => format!("multi-{}", plan.multi_tasks),
+            ScenarioKind::Multi => format!("multi-{}-singles", plan.multi_tasks),
         }
     }
 
@@ -179,15 +208,26 @@ impl Scenario {
             ScenarioKind::Storm => (plan.storm_clients, 1, None),
             ScenarioKind::Replay => (plan.replay_clients, 1, None),
             ScenarioKind::WriteCeiling => (0, plan.ceiling_writers, None),
+            ScenarioKind::Multi => (
+                plan.multi_clients * self.subscribers,
+                plan.multi_tasks,
+                Some(plan.multi_rate),
+            ),
         }
     }
 
     /// Why `peer` does not take part, if it does not.
     pub fn not_for(self, peer: PeerKind) -> Option<&'static str> {
-        (self.kind == ScenarioKind::WriteCeiling && peer != PeerKind::Taskstream).then_some(
-            "measures PostgreSQL's insert path with taskstream listening; the other systems \
-             add nothing to it",
-        )
+        match self.kind {
+            ScenarioKind::WriteCeiling if peer != PeerKind::Taskstream => Some(
+                "measures PostgreSQL's insert path with taskstream listening; the other systems \
+                 add nothing to it",
+            ),
+            ScenarioKind::Multi if peer == PeerKind::Nchan => {
+                Some("compares taskstream's multi-task stream with its own single streams")
+            }
+            _ => None,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use crate::sysinfo;
 const KEEPALIVE_SECONDS: u64 = 5;
 
 /// Every scenario, in run order.
-const ALL_SCENARIOS: [ScenarioKind; 7] = [
+const ALL_SCENARIOS: [ScenarioKind; 8] = [
     ScenarioKind::Fanout,
     ScenarioKind::Saturation,
     ScenarioKind::Sessions,
@@ -35,6 +35,7 @@ const ALL_SCENARIOS: [ScenarioKind; 7] = [
     ScenarioKind::Storm,
     ScenarioKind::Replay,
     ScenarioKind::WriteCeiling,
+    ScenarioKind::Multi,
 ];
 
 /// Runs the benchmark; `Ok(false)` when a run failed (loss, duplication, a scenario that did

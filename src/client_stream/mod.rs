@@ -17,6 +17,10 @@
 //! A failed send means the client is gone; one that accepts nothing for the write timeout is
 //! disconnected ([`outlet`]). Either way it resumes by cursor and loses nothing. Every decision
 //! is in [`position`], tested apart from I/O.
+//!
+//! [`multi`] streams several tasks over one response, one lane per task with the same
+//! decisions (where its cursor places each lane: [`lanes`]); [`task_list`] is the live task
+//! list, a snapshot and then the changes.
 
 mod body;
 mod coalesce;

@@ -186,7 +186,8 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(mut tasks) => {
             let more = tasks.len() as i64 > page.limit;
             tasks.truncate(page.limit as usize);
-            response::page(viewer::index_page(&tasks, &page, more))
+            let max = app.config.max_stream_tasks;
+            response::page(viewer::index_page(&tasks, &page, more, max))
         }
         Err(error) => database_failed(&error, "cannot list tasks"),
     }

@@ -9,8 +9,8 @@
 const params = new URLSearchParams(window.location.search);
 const list = document.getElementById('tasks');
 const watch = document.getElementById('watch-running');
-/** The most tasks one watch page follows (the server's default --max-stream-tasks). */
-const MAX_WATCHED = 100;
+/** The most tasks one watch page follows: the server's --max-stream-tasks. */
+const MAX_WATCHED = Number(watch.dataset.max);
 
 /** The newest version of each task on the page. @type {Map<string, number>} */
 const known = new Map();

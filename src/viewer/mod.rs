@@ -10,7 +10,6 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::config::DEFAULT_MAX_STREAM_TASKS as MAX_WATCHED;
 use crate::db::{IN_PROGRESS, TaskSummary};
 use crate::http::request::ListPage;
 
@@ -96,8 +95,14 @@ pub(crate) fn asset(name: &str) -> Option<Asset> {
     }
 }
 
-/// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow.
-pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> String {
+/// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow;
+/// "watch all running" names at most `max_watched` tasks (`--max-stream-tasks`).
+pub(crate) fn index_page(
+    tasks: &[TaskSummary],
+    page: &ListPage,
+    more: bool,
+    max_watched: usize,
+) -> String {
     let list = if tasks.is_empty() {
         let text = if page.before.is_some() {
             "No older tasks."
@@ -118,12 +123,16 @@ pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> 
         .iter()
         .filter(|task| task.status == IN_PROGRESS)
         .map(|task| task.id.as_str())
-        .take(MAX_WATCHED)
+        .take(max_watched)
         .collect();
     let watch = fill(
-        r#"<a id="watch-running" class="watch" href="{{href}}"{{hidden}}>Watch all running</a>"#,
+        concat!(
+            r#"<a id="watch-running" class="watch" href="{{href}}" data-max="{{max}}"{{hidden}}>"#,
+            "Watch all running</a>"
+        ),
         &[
             ("href", Slot::Text(&watch_path(&running))),
+            ("max", Slot::Text(&max_watched.to_string())),
             (
                 "hidden",
                 Slot::Html(if running.is_empty() { " hidden" } else { "" }),
@@ -386,7 +395,7 @@ mod tests {
     #[test]
     fn every_template_slot_is_filled() {
         let tasks = [task("t1", "One", "InProgress"), task("t2", "", "Done")];
-        let index = index_page(&tasks, &first_page(), true);
+        let index = index_page(&tasks, &first_page(), true, 100);
         let page = task_page(&tasks[0]);
         for html in [&index, &page] {
             assert!(!html.contains("{{"), "unfilled slot in {html}");
@@ -400,7 +409,7 @@ mod tests {
     #[test]
     fn hostile_values_are_escaped_everywhere() {
         let hostile = task(HOSTILE, HOSTILE, HOSTILE);
-        let index = index_page(std::slice::from_ref(&hostile), &first_page(), true);
+        let index = index_page(std::slice::from_ref(&hostile), &first_page(), true, 100);
         let page = task_page(&hostile);
         for html in [&index, &page] {
             assert!(!html.contains("<script>window"), "raw script in {html}");
@@ -411,14 +420,14 @@ mod tests {
 
     #[test]
     fn an_empty_list_says_so() {
-        let html = index_page(&[], &first_page(), false);
+        let html = index_page(&[], &first_page(), false, 100);
         assert!(html.contains("No tasks yet."));
         assert!(!html.contains("class=\"pager\""));
         let older = ListPage {
             limit: 10,
             before: Some("x".to_owned()),
         };
-        let html = index_page(&[], &older, false);
+        let html = index_page(&[], &older, false, 100);
         assert!(html.contains("No older tasks."));
         assert!(html.contains(r#"<a href="/">← Newest</a>"#));
     }

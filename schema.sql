@@ -310,21 +310,14 @@ BEGIN
 END
 $$;
 
--- Sends a task notification, signed, on taskstream_tasks. A payload too large for NOTIFY (an id
--- near 8000 bytes) becomes `{}`, which makes receivers re-check every task.
-CREATE OR REPLACE FUNCTION taskstream_notify_tasks(payload text, key bytea) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF octet_length(payload) + 45 >= 8000 THEN
-        payload := '{}';
-    END IF;
-    PERFORM pg_notify('taskstream_tasks', taskstream_signed('taskstream_tasks', payload, key));
-END
-$$;
-
--- A status change or a deletion ends the task's open streams (after the events committed
--- before it). `k` is the kind: 's' status change, 'd' deletion; `st` the new status, left out
--- in the address-only mode.
+-- Task notifications. A status change or a deletion ends the task's open streams (after the
+-- events committed before it): `k` 's' status change (`st` the new status, left out in the
+-- address-only mode), 'd' deletion. The live task list (`GET /tasks` as a stream) also hears of
+-- a task created ('c'), retitled ('t', the tasks_notify_title trigger), or given a new session
+-- ('n': the first event's upsert inserts the session row once; later events update it, which
+-- fires no INSERT trigger, so the event insert path gains nothing). Receivers re-read the
+-- task's row: the payload is never trusted for content, and NOTIFY folds identical payloads
+-- within one transaction anyway.
 CREATE OR REPLACE FUNCTION taskstream_notify_task() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
@@ -334,36 +327,22 @@ BEGIN
     SELECT * INTO settings FROM taskstream_notify_settings;
     IF TG_OP = 'DELETE' THEN
         payload := json_build_object('k', 'd', 't', OLD.id)::text;
+    ELSIF TG_TABLE_NAME = 'agent_sessions' THEN
+        payload := json_build_object('k', 'n', 't', NEW.task_id)::text;
+    ELSIF TG_OP = 'INSERT' THEN
+        payload := json_build_object('k', 'c', 't', NEW.id)::text;
+    ELSIF TG_NAME = 'tasks_notify_title' THEN
+        payload := json_build_object('k', 't', 't', NEW.id)::text;
     ELSIF settings.payload = 'event' THEN
         payload := json_build_object('k', 's', 't', NEW.id, 'st', NEW.status)::text;
     ELSE
         payload := json_build_object('k', 's', 't', NEW.id)::text;
     END IF;
-    PERFORM taskstream_notify_tasks(payload, settings.mac_key);
-    RETURN NULL;
-END
-$$;
-
--- The live task list (`GET /tasks` as a stream): a task created or retitled, or a new session
--- of it (the first event's upsert inserts the session row once; later events update it, which
--- fires no INSERT trigger, so the event insert path gains nothing). `k`: 'c' created, 't'
--- title, 'n' new session. Receivers re-read the task's row: the payload is never trusted for
--- content, and NOTIFY folds identical payloads within one transaction anyway.
-CREATE OR REPLACE FUNCTION taskstream_notify_listed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $$
-DECLARE
-    settings taskstream_notify_settings%ROWTYPE;
-    payload text;
-BEGIN
-    SELECT * INTO settings FROM taskstream_notify_settings;
-    IF TG_TABLE_NAME = 'agent_sessions' THEN
-        payload := json_build_object('k', 'n', 't', NEW.task_id)::text;
-    ELSIF TG_OP = 'INSERT' THEN
-        payload := json_build_object('k', 'c', 't', NEW.id)::text;
-    ELSE
-        payload := json_build_object('k', 't', 't', NEW.id)::text;
+    IF octet_length(payload) + 45 >= 8000 THEN
+        payload := '{}';
     END IF;
-    PERFORM taskstream_notify_tasks(payload, settings.mac_key);
+    PERFORM pg_notify('taskstream_tasks',
+                      taskstream_signed('taskstream_tasks', payload, settings.mac_key));
     RETURN NULL;
 END
 $$;
@@ -417,12 +396,12 @@ BEGIN
         ('tasks', 'tasks_notify_delete',
          'AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
         ('tasks', 'tasks_notify_insert',
-         'AFTER INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_listed()'),
+         'AFTER INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
         ('tasks', 'tasks_notify_title',
          'AFTER UPDATE OF title ON tasks FOR EACH ROW '
-         'WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION taskstream_notify_listed()'),
+         'WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION taskstream_notify_task()'),
         ('agent_sessions', 'agent_sessions_notify',
-         'AFTER INSERT ON agent_sessions FOR EACH ROW EXECUTE FUNCTION taskstream_notify_listed()'),
+         'AFTER INSERT ON agent_sessions FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
         ('agent_events', 'agent_events_assign_seq',
          'BEFORE INSERT ON agent_events FOR EACH ROW EXECUTE FUNCTION taskstream_assign_seq()'),
         ('agent_events', 'agent_events_notify',

@@ -87,19 +87,19 @@ async fn follow(addrs: &[SocketAddr], tasks: &[&str], cursor: Option<String>) ->
     received
 }
 
-/// The contents committed to `task`'s latest session, in seq order.
+/// The contents committed to `task`'s latest session, in seq order (the harness's ledger
+/// without its single-task cursors, which a multi-task stream does not give).
 async fn committed(db: &tokio_postgres::Client, task: &str) -> Vec<String> {
-    let rows = db
-        .query(
-            "SELECT e.content FROM agent_events e
-             WHERE e.session_id = (SELECT id FROM agent_sessions WHERE task_id = $1
-                                   ORDER BY started_at DESC, id DESC LIMIT 1)
-             ORDER BY e.seq",
-            &[&task],
-        )
-        .await
-        .expect("read the ledger");
-    rows.iter().map(|row| row.get(0)).collect()
+    let ledger = support::ledger::committed(db, task).await;
+    ledger
+        .iter()
+        .map(|entry| {
+            entry
+                .split_once(' ')
+                .map_or("", |(_, content)| content)
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Stored events of every task are replayed, live ones follow, each task ends with its own

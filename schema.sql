@@ -19,6 +19,9 @@
 --   2  roles and grants, SECURITY DEFINER trigger functions, notifications authenticated with
 --      HMAC-SHA256, the address-only payload mode, rules for ids
 --   3  taskstream_idempotency: the Idempotency-Key answers of the JSON API, the servers' alone
+--   4  notifications for the live task list: a task created (`k` 'c'), retitled ('t'), or given
+--      a new session ('n'), on taskstream_tasks in the same signed envelope (readers at
+--      version 2 take them as a status change: a harmless re-read)
 --
 -- ADDING A STEP (a table, a column, a constraint, a trigger, a grant): bump the version, and
 -- write the step so that it can run again on a database that already has it:
@@ -41,7 +44,7 @@
 --            validated (without blocking writers), and the version is recorded.
 -- Progress is reported with `RAISE NOTICE 'taskstream: ...'`, which `taskstream migrate` prints.
 
-SET taskstream.schema_version = 3;
+SET taskstream.schema_version = 4;
 SET taskstream.min_reader = 2;
 
 -- ============================================================================================
@@ -330,9 +333,14 @@ BEGIN
 END
 $$;
 
--- A status change or a deletion ends the task's open streams (after the events committed
--- before it). `k` is the kind: 's' status change, 'd' deletion; `st` the new status, left out
--- in the address-only mode.
+-- Task notifications. A status change or a deletion ends the task's open streams (after the
+-- events committed before it): `k` 's' status change (`st` the new status, left out in the
+-- address-only mode), 'd' deletion. The live task list (`GET /tasks` as a stream) also hears of
+-- a task created ('c'), retitled ('t', the tasks_notify_title trigger), or given a new session
+-- ('n': the first event's upsert inserts the session row once; later events update it, which
+-- fires no INSERT trigger, so the event insert path gains nothing). Receivers re-read the
+-- task's row: the payload is never trusted for content, and NOTIFY folds identical payloads
+-- within one transaction anyway.
 CREATE OR REPLACE FUNCTION taskstream_notify_task() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
@@ -342,6 +350,12 @@ BEGIN
     SELECT * INTO settings FROM taskstream_notify_settings;
     IF TG_OP = 'DELETE' THEN
         payload := json_build_object('k', 'd', 't', OLD.id)::text;
+    ELSIF TG_TABLE_NAME = 'agent_sessions' THEN
+        payload := json_build_object('k', 'n', 't', NEW.task_id)::text;
+    ELSIF TG_OP = 'INSERT' THEN
+        payload := json_build_object('k', 'c', 't', NEW.id)::text;
+    ELSIF TG_NAME = 'tasks_notify_title' THEN
+        payload := json_build_object('k', 't', 't', NEW.id)::text;
     ELSIF settings.payload = 'event' THEN
         payload := json_build_object('k', 's', 't', NEW.id, 'st', NEW.status)::text;
     ELSE
@@ -404,6 +418,13 @@ BEGIN
          'WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION taskstream_notify_task()'),
         ('tasks', 'tasks_notify_delete',
          'AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
+        ('tasks', 'tasks_notify_insert',
+         'AFTER INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
+        ('tasks', 'tasks_notify_title',
+         'AFTER UPDATE OF title ON tasks FOR EACH ROW '
+         'WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION taskstream_notify_task()'),
+        ('agent_sessions', 'agent_sessions_notify',
+         'AFTER INSERT ON agent_sessions FOR EACH ROW EXECUTE FUNCTION taskstream_notify_task()'),
         ('agent_events', 'agent_events_assign_seq',
          'BEFORE INSERT ON agent_events FOR EACH ROW EXECUTE FUNCTION taskstream_assign_seq()'),
         ('agent_events', 'agent_events_notify',

@@ -83,8 +83,14 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted (`431` beyond). hyper's floor is 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Longest request target (path and query) accepted (`414` beyond).
-pub const DEFAULT_MAX_URL_BYTES: usize = 4096;
+/// Longest request target (path and query) accepted (`414` beyond). Room for a multi-task
+/// stream of [`DEFAULT_MAX_STREAM_TASKS`] UUIDs (`&task=` and 36 bytes each: 4.2 KB) and its
+/// cursor in `?last_event_id=` (24 bytes a task: 2.4 KB).
+pub const DEFAULT_MAX_URL_BYTES: usize = 8192;
+
+/// Most tasks one multi-task stream (`GET /events/stream?task=…`) may carry. Supabase allows
+/// 100 channels per socket; the stream's cursor grows by 24 bytes a task.
+pub const DEFAULT_MAX_STREAM_TASKS: usize = 100;
 
 /// Longest a shutdown takes: streams are closed over the first half of it (spread, so that
 /// clients do not all reconnect to the remaining instances at once), then connections drain.
@@ -251,6 +257,11 @@ pub struct Config {
     #[arg(long, env = "TASKSTREAM_MAX_URL_BYTES", default_value_t = DEFAULT_MAX_URL_BYTES,
           value_parser = clap::value_parser!(u32).range(64..).map(|n| n as usize))]
     pub max_url_bytes: usize,
+
+    /// Most tasks one multi-task stream may carry (400 beyond).
+    #[arg(long, env = "TASKSTREAM_MAX_STREAM_TASKS", default_value_t = DEFAULT_MAX_STREAM_TASKS,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub max_stream_tasks: usize,
 
     /// Longest a shutdown takes; streams are closed over its first half.
     #[arg(long, env = "TASKSTREAM_DRAIN_DEADLINE", value_parser = parse_duration,

@@ -3,13 +3,15 @@
 //! # Layout
 //! From the bottom up; each layer knows nothing of the ones above it.
 //! - [`wire`]: the bytes on the wire, pure: [`wire::sse`] writes frames, [`wire::event`] turns a
-//!   stored row into an event, [`wire::cursor`] is the resume position in each event's id.
+//!   stored row into an event, [`wire::cursor`] is the resume position in each event's id
+//!   ([`wire::multi_cursor`] for a stream of several tasks).
 //! - [`db`]: storage: the pool and every SQL statement; the schema is `schema.sql`.
 //! - `live`: live delivery, knowing nothing of HTTP: the hub of shared tails, one tail per
 //!   watched task, the PostgreSQL LISTEN connection ([`live::pg_listener`]), what a
 //!   notification says, and bus mode (fan-out over NATS, [`live::bus`]).
 //! - `client_stream`: one client's stream task (replay, then live frames, then `complete`) and
-//!   the decisions it takes.
+//!   the decisions it takes; a stream of several tasks over one connection (one lane per task,
+//!   on the same shared tails); the live task list.
 //! - [`http`]: the accept loop and connections, the router (the one `match` over method and
 //!   path), requests and responses, authentication, CORS and TLS; [`viewer`]: the pages;
 //!   `api`: the JSON API (writes, reads without a stream).

@@ -403,8 +403,10 @@ async fn an_instance_receives_only_what_it_watches() {
         insert_event(&db, "a", "a-s1", "assistant", &format!("a {i}")).await;
         assert_ledger(&on_x.take(1).await, &numbered("a", i..i + 1), "A on X");
     }
-    assert_eq!(bus(x).nats_received.get(), 5, "X heard of A only");
-    assert_eq!(bus(y).nats_received.get(), 50, "Y heard of B only");
+    // Each heard its task's events and the notice that its session started (for the live task
+    // list, schema version 4), nothing of the other task.
+    assert_eq!(bus(x).nats_received.get(), 5 + 1, "X heard of A only");
+    assert_eq!(bus(y).nats_received.get(), 50 + 1, "Y heard of B only");
     assert_eq!(bus(&holder).nats_received.get(), 0, "the holder LISTENs");
 
     drop(on_x);
@@ -499,7 +501,8 @@ async fn tls_and_a_token_and_a_wrong_token_falls_back() {
         &numbered("e", 0..5),
         "by fallback",
     );
-    assert_eq!(bus(trusted).nats_received.get(), 5);
+    // The five events and the notice that their session started (for the live task list).
+    assert_eq!(bus(trusted).nats_received.get(), 5 + 1);
 }
 
 /// A NATS client that may publish cannot forge events either: payloads travel with the MAC the

@@ -635,3 +635,124 @@ async fn hostile_content_renders_as_text() {
     assert_no_page_errors(&mut browser, &[]).await;
     browser.close().await;
 }
+
+/// The watch page's cards, per task, in page order: `{task: [body, …]}`.
+const LANES: &str = "Object.fromEntries([...document.querySelectorAll('.lane')].map(lane => [
+    lane.dataset.task,
+    [...lane.querySelectorAll('.card .body')].map(body => body.textContent),
+]))";
+
+/// Whether the watch page shows at least `n` cards, as a JavaScript expression.
+fn watch_shows(n: usize) -> String {
+    format!("document.querySelectorAll('.lane .card').length >= {n}")
+}
+
+/// A watch page of 20 running tasks, more than the six connections per host that HTTP/1.1
+/// allows single streams, follows them all over one multi-task stream: every card of every task
+/// arrives, in order per task, through a server restart (the page resumes by the stream's one
+/// cursor), and each task's end shows.
+#[tokio::test]
+async fn a_watch_page_of_twenty_tasks_shows_every_card_through_a_restart() {
+    let server = TestServer::start(config()).await;
+    let tasks: Vec<String> = (0..20).map(|i| format!("w{i:02}")).collect();
+    for task in &tasks {
+        server.task(task, "InProgress").await;
+        server.events(task, &format!("{task}-s1"), task, 3).await;
+    }
+    let query: Vec<String> = tasks.iter().map(|t| format!("task={t}")).collect();
+    let mut browser = Browser::launch().await;
+    browser
+        .goto(&url(&server, &format!("/watch?{}", query.join("&"))))
+        .await;
+    browser.wait_for("60 cards", &watch_shows(60)).await;
+
+    let server = server.restart(config()).await;
+    for i in 3..6 {
+        for task in &tasks {
+            let content = format!("{task} {i}");
+            server
+                .event(task, &format!("{task}-s1"), "assistant", &content)
+                .await;
+        }
+    }
+    browser.wait_for("120 cards", &watch_shows(120)).await;
+    for task in &tasks {
+        server.status(task, "Done").await;
+    }
+    wait_for_state(&mut browser, "complete").await;
+
+    let lanes = browser.eval(LANES).await;
+    for task in &tasks {
+        let shown: Vec<String> = lanes[task]
+            .as_array()
+            .unwrap_or_else(|| panic!("no lane for {task}: {lanes}"))
+            .iter()
+            .map(|body| body.as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            shown,
+            numbered(task, 0..6),
+            "{task}: each card once, in order"
+        );
+    }
+    let ended = browser
+        .eval("document.querySelectorAll('.lane[data-state=\"complete\"]').length")
+        .await;
+    assert_eq!(ended, 20, "every task's end shows");
+
+    let requests = browser.stream_requests().await;
+    assert!(requests.len() >= 2, "the page reconnected: {requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.kind == "fetch" && r.url.contains("/events/stream?task=w00&")),
+        "one multi-task stream at a time, never one per task: {requests:?}"
+    );
+    assert_eq!(requests[0].last_event_id, None);
+    assert!(
+        requests[1..].iter().all(|r| r.last_event_id.is_some()),
+        "resumed by cursor: {requests:?}"
+    );
+    assert_no_page_errors(&mut browser, &["ERR_CONNECTION_REFUSED"]).await;
+    browser.close().await;
+}
+
+/// The task list page updates live: a new task appears at the top, a status badge changes,
+/// and "watch all running" points at the tasks in progress.
+#[tokio::test]
+async fn the_task_list_updates_live() {
+    let server = TestServer::start(config()).await;
+    server.task("first", "InProgress").await;
+    let mut browser = Browser::launch().await;
+    browser.goto(&url(&server, "/")).await;
+    let watch_href = "document.getElementById('watch-running').getAttribute('href')";
+    assert_eq!(browser.eval(watch_href).await, "/watch?task=first");
+    browser
+        .wait_for(
+            "the live list's snapshot",
+            "document.getElementById('tasks').dataset.live === 'true'",
+        )
+        .await;
+    server.task("second", "Open").await;
+    browser
+        .wait_for(
+            "the new task on top",
+            "document.querySelector('#tasks li')?.dataset.id === 'second'",
+        )
+        .await;
+    server.status("second", "InProgress").await;
+    browser
+        .wait_for(
+            "the new status",
+            "document.querySelector('#tasks li .status')?.textContent === 'InProgress'",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the watch link",
+            &format!("{watch_href} === '/watch?task=second&task=first'"),
+        )
+        .await;
+    assert_no_page_errors(&mut browser, &[]).await;
+    browser.close().await;
+}

@@ -85,7 +85,10 @@ async fn oversized_requests_are_refused() {
     let answer = answer_to(&server, huge_header.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
-    let long_path = format!("/tasks/{}/events/stream", "x".repeat(5000));
+    let long_path = format!(
+        "/tasks/{}/events/stream",
+        "x".repeat(taskstream::config::DEFAULT_MAX_URL_BYTES)
+    );
     let response = Response::get(server.addr(), &long_path, &[]).await;
     assert_eq!(response.status, 414);
 }

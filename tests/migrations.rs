@@ -372,7 +372,7 @@ async fn taskstream_migrate_prints_what_it_did() {
     let url = empty_database().await;
     let (code, stdout, stderr) = run(&["migrate", "--database-url", &url]).await;
     assert_eq!(code, Some(0), "{stderr}");
-    let version = taskstream::db::schema_version().version;
+    let version = schema_version().version;
     let first = format!("no taskstream schema → schema version {version}");
     for line in [
         first.as_str(),

@@ -42,17 +42,20 @@ pub enum Phase {
 pub struct Target {
     /// The request path of its stream.
     pub path: String,
-    /// The index of its session (into the writer's committed counts).
-    pub session: usize,
+    /// The indexes of its sessions (into the writer's committed counts): one for a single-task
+    /// stream, one per task, in `tasks` order, for a multi-task stream.
+    pub sessions: Vec<usize>,
+    /// A multi-task stream's task ids (empty: a single-task stream).
+    pub tasks: Vec<String>,
 }
 
 /// What one client measured.
 #[derive(Debug)]
 pub struct ClientReport {
-    /// The session it read.
-    pub session: usize,
-    /// What it received of it.
-    pub ledger: Ledger,
+    /// The sessions it read.
+    pub sessions: Vec<usize>,
+    /// What it received of each, in the same order.
+    pub ledgers: Vec<Ledger>,
     /// Benchmark frames received.
     pub frames: u64,
     /// Body bytes received.
@@ -82,25 +85,29 @@ pub async fn run(
     shared: Arc<Shared>,
     mut control: watch::Receiver<Phase>,
 ) -> ClientReport {
-    let mut client = Client {
-        id,
-        target,
-        shared,
-        reader: SseReader::default(),
-        latencies: Vec::new(),
-        caught_up_generation: 0,
-        first_request: None,
-        connected_once: false,
-    };
     let mut report = ClientReport {
-        session: client.target.session,
-        ledger: Ledger::default(),
+        ledgers: target.sessions.iter().map(|_| Ledger::default()).collect(),
+        sessions: target.sessions.clone(),
         frames: 0,
         bytes: 0,
         reconnects: 0,
         first_error: None,
         first_event_after: None,
         caught_up_at: None,
+    };
+    let mut client = Client {
+        id,
+        shared,
+        reader: if target.tasks.is_empty() {
+            SseReader::default()
+        } else {
+            SseReader::multi(&target.tasks)
+        },
+        latencies: Vec::new(),
+        caught_up_generation: 0,
+        first_request: None,
+        connected_once: false,
+        target,
     };
     loop {
         let phase = *control.borrow_and_update();
@@ -245,8 +252,8 @@ impl Client {
         let latencies = &mut self.latencies;
         let first_request = self.first_request;
         self.reader.feed(data, |frame| {
-            if let Frame::Bench(event) = frame {
-                report.ledger.observe(event.index);
+            if let Frame::Bench(lane, event) = frame {
+                report.ledgers[lane].observe(event.index);
                 report.frames += 1;
                 if record {
                     latencies.push(arrived_ns.saturating_sub(event.written_at_ns) / 1_000);
@@ -266,10 +273,12 @@ impl Client {
         if generation == 0 || self.caught_up_generation == generation {
             return;
         }
-        if report
-            .ledger
-            .reached(self.shared.committed(self.target.session))
-        {
+        let reached = report
+            .sessions
+            .iter()
+            .zip(&report.ledgers)
+            .all(|(&session, ledger)| ledger.reached(self.shared.committed(session)));
+        if reached {
             self.caught_up_generation = generation;
             report.caught_up_at = Some(Instant::now());
             self.shared.mark_caught_up(generation);

@@ -185,11 +185,14 @@ impl Fleet {
             ..FleetReport::empty()
         };
         for (id, client) in each.iter().enumerate() {
-            let committed = match self.shared.committed(client.session) {
-                UNKNOWN => 0,
-                count => count,
-            };
-            let tally = client.ledger.tally(committed);
+            let mut tally = Tally::default();
+            for (&session, ledger) in client.sessions.iter().zip(&client.ledgers) {
+                let committed = match self.shared.committed(session) {
+                    UNKNOWN => 0,
+                    count => count,
+                };
+                tally.add(ledger.tally(committed));
+            }
             report.tally.add(tally);
             let badness = tally.lost + tally.duplicated;
             if badness > 0

@@ -34,6 +34,15 @@ pub fn parse(data: &[u8]) -> Option<BenchEvent> {
     })
 }
 
+/// The task a multi-task frame's data names: `{"task":"<id>","data":…}` (the benchmark's task ids
+/// need no JSON escapes).
+pub fn task(data: &[u8]) -> Option<&[u8]> {
+    let data = data.strip_prefix(b" ").unwrap_or(data);
+    let rest = data.strip_prefix(br#"{"task":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    Some(&rest[..end])
+}
+
 fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
     let at = memmem::find(haystack, key)? + key.len();
     let digits = &haystack[at..];

@@ -17,6 +17,9 @@
 //! - **http-writes**: events/s through `POST /tasks/{id}/events` (batches of 1 and 100, 1/4/16
 //!   writers) against direct SQL `INSERT`s, and `POST` → subscriber latency against
 //!   `INSERT` → subscriber.
+//! - **multi-100**: N clients each watch the same 100 running tasks over one multi-task stream,
+//!   against the same N clients opening 100 single streams each (`multi-100-singles`), at the
+//!   same write rate: memory per client, server CPU per delivered frame, latency.
 
 use crate::peers::PeerKind;
 
@@ -44,6 +47,8 @@ pub enum ScenarioKind {
     WriteCeiling,
     /// Writes through the JSON API against direct SQL.
     HttpWrites,
+    /// Many tasks per connection against one connection per task.
+    Multi,
 }
 
 /// The sizes of every scenario.
@@ -91,6 +96,14 @@ pub struct Plan {
     pub http_writes_seconds: f64,
     /// Events written one at a time in each http-writes latency run.
     pub http_latency_events: u64,
+    /// Clients of the multi-task run.
+    pub multi_clients: usize,
+    /// Tasks each of them watches (over one stream, or one stream each).
+    pub multi_tasks: usize,
+    /// Events per second over all tasks in the multi-task run.
+    pub multi_rate: f64,
+    /// Seconds of writing in the multi-task run.
+    pub multi_seconds: f64,
 }
 
 impl Plan {
@@ -118,6 +131,10 @@ impl Plan {
             ceiling_seconds: 5.0,
             http_writes_seconds: 3.0,
             http_latency_events: 1_000,
+            multi_clients: 50,
+            multi_tasks: 100,
+            multi_rate: 500.0,
+            multi_seconds: 10.0,
         }
     }
 
@@ -145,6 +162,10 @@ impl Plan {
             ceiling_seconds: 0.5,
             http_writes_seconds: 0.3,
             http_latency_events: 50,
+            multi_clients: 3,
+            multi_tasks: 100,
+            multi_rate: 200.0,
+            multi_seconds: 1.0,
         }
     }
 
@@ -154,6 +175,11 @@ impl Plan {
         for &kind in kinds {
             if kind == ScenarioKind::Fanout {
                 for &subscribers in &self.fanout_subscribers {
+                    out.push(Scenario { kind, subscribers });
+                }
+            } else if kind == ScenarioKind::Multi {
+                // Streams per client: one multi-task stream, then one stream per task.
+                for subscribers in [1, self.multi_tasks] {
                     out.push(Scenario { kind, subscribers });
                 }
             } else {
@@ -172,7 +198,8 @@ impl Plan {
 pub struct Scenario {
     /// Which.
     pub kind: ScenarioKind,
-    /// Fan-out only: the subscribers of the one session.
+    /// Fan-out: the subscribers of the one session; multi: the streams per client (1: one
+    /// multi-task stream, else one stream per task).
     pub subscribers: usize,
 }
 
@@ -196,6 +223,8 @@ impl Scenario {
             ScenarioKind::Replay => format!("replay-{}", plan.replay_events),
             ScenarioKind::WriteCeiling => format!("write-ceiling-{}w", plan.ceiling_writers),
             ScenarioKind::HttpWrites => "http-writes".to_owned(),
+            ScenarioKind::Multi if self.subscribers == 1 => format!("multi-{}", plan.multi_tasks),
+            ScenarioKind::Multi => format!("multi-{}-singles", plan.multi_tasks),
         }
     }
 
@@ -211,6 +240,11 @@ impl Scenario {
             ScenarioKind::Replay => (plan.replay_clients, 1, None),
             ScenarioKind::WriteCeiling => (0, plan.ceiling_writers, None),
             ScenarioKind::HttpWrites => (1, 2, None),
+            ScenarioKind::Multi => (
+                plan.multi_clients * self.subscribers,
+                plan.multi_tasks,
+                Some(plan.multi_rate),
+            ),
         }
     }
 
@@ -225,6 +259,9 @@ impl Scenario {
             ScenarioKind::HttpWrites => Some("measures taskstream's own JSON API"),
             ScenarioKind::IdleH2 if peer == PeerKind::Nchan => {
                 Some("the nginx peer is configured for HTTP/1.1 only")
+            }
+            ScenarioKind::Multi if peer == PeerKind::Nchan => {
+                Some("compares taskstream's multi-task stream with its own single streams")
             }
             _ => None,
         }

@@ -160,12 +160,19 @@ pub async fn run(
         ScenarioKind::Replay => run.replay().await,
         ScenarioKind::WriteCeiling => run.write_ceiling().await,
         ScenarioKind::HttpWrites => run.http_writes().await,
+        ScenarioKind::Multi => run.multi(scenario.subscribers).await,
     };
     if let Err(error) = run.peer.check_alive() {
         record.status = Status::Failed;
         record.reason = Some(error);
     }
     let mut figures = run.finish_figures(clients);
+    if scenario.kind == ScenarioKind::Multi && figures.frames > 0 {
+        let per_frame = figures.server_cpu_seconds * 1e6 / figures.frames as f64;
+        figures
+            .extra
+            .insert("server_cpu_us_per_frame".into(), round3(per_frame));
+    }
     if let Err(error) = outcome {
         record.status = Status::Failed;
         record.reason.get_or_insert(error);
@@ -413,6 +420,69 @@ impl Run<'_> {
         result
     }
 
+    /// `multi_clients` clients watch the same `multi_tasks` tasks, each over one multi-task
+    /// stream (`streams` 1) or over one stream per task, while the tasks are written at
+    /// `multi_rate` in total; then every client must have every event of every task. Memory
+    /// is per client, CPU per delivered frame.
+    async fn multi(&mut self, streams: usize) -> Result<(), String> {
+        let plan = self.plan;
+        let sessions = Arc::new(Session::many(&self.db.prefix, plan.multi_tasks));
+        let mut writer = self.writer(&sessions).await?;
+        tokio::time::sleep(SETTLE).await;
+        self.figures.rss_before_kib = self.sample().rss_kib;
+        let all: Vec<usize> = (0..sessions.len()).collect();
+        let tasks: Vec<String> = sessions.iter().map(|s| s.task.clone()).collect();
+        let query: Vec<String> = tasks.iter().map(|t| format!("task={t}")).collect();
+        let targets = (0..plan.multi_clients)
+            .flat_map(|_| {
+                if streams == 1 {
+                    vec![Target {
+                        path: format!("/events/stream?{}", query.join("&")),
+                        sessions: all.clone(),
+                        tasks: tasks.clone(),
+                    }]
+                } else {
+                    all.iter()
+                        .map(|&session| Target {
+                            path: self.peer.stream_path(&sessions[session]),
+                            sessions: vec![session],
+                            tasks: Vec::new(),
+                        })
+                        .collect()
+                }
+            })
+            .collect();
+        let fleet = Fleet::start(self.peer.addr(), targets, sessions.len(), true);
+        let connected = self.connect(&fleet).await;
+        let result = async {
+            connected?;
+            self.figures.rss_connected_kib = self.sample().rss_kib;
+            self.mark_start().await;
+            let written = writer
+                .write(steady(plan.multi_rate, plan.multi_seconds))
+                .await?;
+            self.written_in_window += written.events;
+            fleet.set_targets(writer.committed());
+            let timeout = catch_up_timeout(plan.multi_clients, &written);
+            let caught_up = fleet.wait_caught_up(timeout).await;
+            self.figures.writer = Some(written);
+            caught_up.map_err(|n| format!("only {n} streams caught up before the deadline"))?;
+            writer.verify_table().await
+        }
+        .await;
+        self.mark_end().await;
+        let report = fleet.stop().await;
+        self.take_fleet(report, true);
+        let grown = self.figures.rss_connected_kib as f64 - self.figures.rss_before_kib as f64;
+        let extra = &mut self.figures.extra;
+        extra.insert(
+            "rss_per_client_kib".into(),
+            round3(grown / plan.multi_clients as f64),
+        );
+        extra.insert("streams_per_client".into(), streams as f64);
+        result
+    }
+
     /// Writers on their own sessions at full speed for a while: with the NOTIFY trigger in the
     /// default payload mode (the event itself), then in the address-only mode (every listening
     /// instance reads each event back), then without the trigger; and what the MAC of one
@@ -494,7 +564,8 @@ impl Run<'_> {
                 let session = i % sessions.len();
                 Target {
                     path: self.peer.stream_path(&sessions[session]),
-                    session,
+                    sessions: vec![session],
+                    tasks: Vec::new(),
                 }
             })
             .collect();

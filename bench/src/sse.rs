@@ -8,13 +8,16 @@
 //! peers end lines with LF (a CR before it is tolerated); the conformance of the server's
 //! framing is tested elsewhere (`tests/sse_conformance.rs`).
 
+use std::collections::HashMap;
+
 use crate::payload::{self, BenchEvent};
 
 /// What one dispatched frame was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame {
-    /// An event carrying the writer's timestamp and index.
-    Bench(BenchEvent),
+    /// An event carrying the writer's timestamp and index, and its lane (the index of its task
+    /// in a multi-task stream; 0 otherwise).
+    Bench(usize, BenchEvent),
     /// An event whose data carries no benchmark fields (e.g. the server's `complete`).
     Other,
 }
@@ -32,9 +35,25 @@ pub struct SseReader {
     pending: Option<Frame>,
     /// The id of the last dispatched frame that had one.
     last_id: Vec<u8>,
+    /// A multi-task stream's tasks, by id, and their lanes (empty: a single-task stream, whose
+    /// events are all lane 0).
+    lanes: HashMap<Vec<u8>, usize>,
 }
 
 impl SseReader {
+    /// A reader of a multi-task stream of `tasks`: each event's lane is its task's index.
+    pub fn multi(tasks: &[String]) -> SseReader {
+        let lanes = tasks
+            .iter()
+            .enumerate()
+            .map(|(lane, task)| (task.as_bytes().to_vec(), lane))
+            .collect();
+        SseReader {
+            lanes,
+            ..SseReader::default()
+        }
+    }
+
     /// Feeds a chunk; calls `on_frame` for every frame it completes.
     pub fn feed(&mut self, mut chunk: &[u8], mut on_frame: impl FnMut(Frame)) {
         if !self.partial.is_empty() {
@@ -80,9 +99,14 @@ impl SseReader {
             }
         } else if let Some(value) = line.strip_prefix(b"data:") {
             if self.pending.is_none() {
-                self.pending = Some(match payload::parse(value) {
-                    Some(event) => Frame::Bench(event),
-                    None => Frame::Other,
+                let lane = if self.lanes.is_empty() {
+                    Some(0)
+                } else {
+                    payload::task(value).and_then(|task| self.lanes.get(task).copied())
+                };
+                self.pending = Some(match (lane, payload::parse(value)) {
+                    (Some(lane), Some(event)) => Frame::Bench(lane, event),
+                    _ => Frame::Other,
                 });
             }
         } else if let Some(value) = line.strip_prefix(b"id:") {
@@ -109,14 +133,34 @@ mod tests {
         data: {\"content\":\"{\\\"t\\\":1700000000123456789,\\\"n\\\":6}\"}\n\n";
 
     #[test]
+    fn reads_a_multi_task_frame_into_its_lane() {
+        let mut reader = SseReader::multi(&["a".to_owned(), "b".to_owned()]);
+        let mut frames = Vec::new();
+        reader.feed(
+            b"id: m00x\nevent: assistant\ndata: {\"task\":\"b\",\"data\":\
+              {\"content\":\"{\\\"t\\\":5,\\\"n\\\":2}\"}}\n\n",
+            |f| frames.push(f),
+        );
+        let event = BenchEvent {
+            written_at_ns: 5,
+            index: 2,
+        };
+        assert_eq!(frames, [Frame::Bench(1, event)]);
+        assert_eq!(reader.last_id(), b"m00x");
+    }
+
+    #[test]
     fn reads_a_taskstream_frame() {
         let (frames, reader) = read(&[b"retry: 1000\n\n", TASKSTREAM_FRAME]);
         assert_eq!(
             frames,
-            [Frame::Bench(BenchEvent {
-                written_at_ns: 1_700_000_000_123_456_789,
-                index: 6
-            })]
+            [Frame::Bench(
+                0,
+                BenchEvent {
+                    written_at_ns: 1_700_000_000_123_456_789,
+                    index: 6
+                }
+            )]
         );
         assert_eq!(reader.last_id(), b"czE:7");
     }
@@ -128,10 +172,13 @@ mod tests {
         let (frames, reader) = read(&[frame]);
         assert_eq!(
             frames,
-            [Frame::Bench(BenchEvent {
-                written_at_ns: 5,
-                index: 0
-            })]
+            [Frame::Bench(
+                0,
+                BenchEvent {
+                    written_at_ns: 5,
+                    index: 0
+                }
+            )]
         );
         assert_eq!(reader.last_id(), b"1795789353:0");
     }

@@ -27,15 +27,17 @@ use crate::sysinfo;
 const KEEPALIVE_SECONDS: u64 = 5;
 
 /// Every scenario, in run order.
-const ALL_SCENARIOS: [ScenarioKind; 8] = [
+const ALL_SCENARIOS: [ScenarioKind; 10] = [
     ScenarioKind::Fanout,
     ScenarioKind::Saturation,
     ScenarioKind::Sessions,
     ScenarioKind::Idle,
+    ScenarioKind::IdleH2,
     ScenarioKind::Storm,
     ScenarioKind::Replay,
     ScenarioKind::WriteCeiling,
     ScenarioKind::HttpWrites,
+    ScenarioKind::Multi,
 ];
 
 /// Runs the benchmark; `Ok(false)` when a run failed (loss, duplication, a scenario that did

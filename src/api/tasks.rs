@@ -17,21 +17,6 @@ use crate::http::refusal::{authorize, database_failed, unauthorized, unavailable
 use crate::http::request::{self, ListPage};
 use crate::http::response::{self, Body};
 
-/// A task as JSON: the same shape in every answer that carries one.
-pub(crate) fn task_json(task: &TaskSummary) -> Value {
-    json!({
-        "id": task.id,
-        "title": task.title,
-        "status": task.status,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "session": task.session.as_ref().map(|(id, last_seq)| json!({
-            "id": id,
-            "last_seq": last_seq,
-        })),
-    })
-}
-
 /// `PUT /tasks/{id}`.
 pub(crate) async fn put<B>(app: &App, req: Request<B>, task_id: &str) -> Response<Body>
 where
@@ -64,7 +49,7 @@ where
             } else {
                 StatusCode::OK
             };
-            response::json(status, &task_json(&put.task))
+            response::json(status, &put.task.to_json())
         }
         Err(error) => database_failed(&error, "cannot write a task"),
     }
@@ -80,7 +65,7 @@ pub(crate) async fn get(app: &App, headers: &HeaderMap, task_id: &str) -> Respon
         app.db.task(task_id).await
     };
     match task {
-        Ok(Some(task)) => response::json(StatusCode::OK, &task_json(&task)),
+        Ok(Some(task)) => response::json(StatusCode::OK, &task.to_json()),
         Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
         Err(error) => database_failed(&error, "cannot read a task"),
     }
@@ -102,7 +87,7 @@ pub(crate) async fn list(app: &App, headers: &HeaderMap, query: Option<&str>) ->
             let next = more
                 .then(|| tasks.last().map(|task| task.id.clone()))
                 .flatten();
-            let tasks: Vec<Value> = tasks.iter().map(task_json).collect();
+            let tasks: Vec<Value> = tasks.iter().map(TaskSummary::to_json).collect();
             response::json(StatusCode::OK, &json!({ "tasks": tasks, "next": next }))
         }
         Err(error) => database_failed(&error, "cannot list tasks"),

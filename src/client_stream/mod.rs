@@ -17,11 +17,18 @@
 //! A failed send means the client is gone; one that accepts nothing for the write timeout is
 //! disconnected ([`outlet`]). Either way it resumes by cursor and loses nothing. Every decision
 //! is in [`position`], tested apart from I/O.
+//!
+//! [`multi`] streams several tasks over one response, one lane per task with the same
+//! decisions (where its cursor places each lane: [`lanes`]); [`task_list`] is the live task
+//! list, a snapshot and then the changes.
 
 mod body;
 mod coalesce;
+mod lanes;
+mod multi;
 mod outlet;
 mod position;
+mod task_list;
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -35,11 +42,13 @@ use tokio::time::Instant;
 pub(crate) use self::body::{ConnectionAbort, EventBody};
 use self::body::{FrameReceiver, Queued};
 use self::coalesce::Coalescer;
+pub(crate) use self::multi::{MultiStart, MultiTask, Opened, open as open_multi};
 use self::outlet::{Outlet, Queue};
 pub(crate) use self::position::already_complete;
 use self::position::{OnLive, Sent};
+pub(crate) use self::task_list::{ListStart, spawn_list};
 use crate::app::App;
-use crate::db::{DbError, TaskPosition};
+use crate::db::{DbError, EventPage, Session, TaskPosition};
 use crate::live::hub::Subscription;
 use crate::live::tail::Live;
 use crate::metrics::EndReason;
@@ -87,22 +96,7 @@ struct StreamTask {
 
 /// Starts the stream task of one response and returns the response body.
 pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
-    let (tx, rx) = mpsc::channel(app.config.client_buffer);
-    let queued = Arc::new(Queued::new(app.metrics.client_buffer_bytes.clone()));
-    let config = &app.config;
-    let ending = outlet::ending(
-        app.shutdown.clone(),
-        config.drain_deadline / 2,
-        start.token_expires,
-        config.max_stream_lifetime,
-    );
-    let queue = Queue {
-        tx,
-        queued: queued.clone(),
-        max_queued: config.replay_bytes,
-    };
-    let out = Outlet::new(queue, config.keepalive, config.write_timeout, ending);
-    app.metrics.open_streams.inc();
+    let (out, body) = open_outlet(&app, start.token_expires);
     tokio::spawn(async move {
         let started = Instant::now();
         let mut task = StreamTask {
@@ -134,7 +128,28 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
         app.metrics.open_streams.dec();
         drop(start.slot);
     });
-    StreamBody::new(FrameReceiver { rx, queued })
+    body
+}
+
+/// A new stream's outlet and the response body it feeds, counted as an open stream.
+fn open_outlet(app: &App, token_expires: Option<SystemTime>) -> (Outlet, EventBody) {
+    let (tx, rx) = mpsc::channel(app.config.client_buffer);
+    let queued = Arc::new(Queued::new(app.metrics.client_buffer_bytes.clone()));
+    let config = &app.config;
+    let ending = outlet::ending(
+        app.shutdown.clone(),
+        config.drain_deadline / 2,
+        token_expires,
+        config.max_stream_lifetime,
+    );
+    let queue = Queue {
+        tx,
+        queued: queued.clone(),
+        max_queued: config.replay_bytes,
+    };
+    let out = Outlet::new(queue, config.keepalive, config.write_timeout, ending);
+    app.metrics.open_streams.inc();
+    (out, StreamBody::new(FrameReceiver { rx, queued }))
 }
 
 impl StreamTask {
@@ -185,25 +200,9 @@ impl StreamTask {
         let Some(session) = self.sent.session.clone() else {
             return Ok(());
         };
-        let limit = self.app.config.page_limit();
         loop {
-            if self.app.shutdown.is_triggered() {
-                return Err(EndReason::Shutdown);
-            }
-            self.out.drained().await?;
-            let page = Box::pin(async {
-                let _turn = self.app.read_slot().await;
-                let after = self.sent.seq;
-                self.app.db.events(&session.id, after, limit).await
-            })
-            .await;
-            let page = match page {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(task = %self.task_id, %error, "replay failed");
-                    return Err(EndReason::Error);
-                }
-            };
+            let after = self.sent.seq;
+            let page = next_page(&self.app, &mut self.out, &self.task_id, &session, after).await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 chunk.write(|out| {
@@ -247,7 +246,7 @@ impl StreamTask {
                                 let waited = at.elapsed().as_secs_f64();
                                 self.app.metrics.notify_to_send_seconds.observe(waited);
                             }
-                            chunk.push(&event.frame);
+                            chunk.push(&event.encoded.frame);
                         }
                     }
                     OnLive::Skip => {}
@@ -282,19 +281,18 @@ impl StreamTask {
 
     /// Sends the chunk built so far, if any.
     async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        if let Some(bytes) = chunk.take() {
-            self.out.send(bytes).await?;
-        }
-        self.report_sent();
-        Ok(())
+        flush(
+            &self.app,
+            &mut self.out,
+            chunk,
+            self.events,
+            &mut self.reported,
+        )
+        .await
     }
 
-    /// Adds the events sent since the last report to the shared counter: once per write, not
-    /// once per event, since every stream would otherwise contend on it for every event.
     fn report_sent(&mut self) {
-        let new = self.events - self.reported;
-        self.app.metrics.events_sent.inc_by(new);
-        self.reported = self.events;
+        report_sent(&self.app, self.events, &mut self.reported);
     }
 
     /// Sends the terminal `complete` event.
@@ -302,6 +300,55 @@ impl StreamTask {
         let cursor = self.sent.complete_cursor().to_string();
         self.out.send(sse::event(&cursor, "complete", "{}")).await
     }
+}
+
+/// The next page of a replay of `session` after `after`, read once the client has taken
+/// everything queued for it, so that the rows a stream holds and the frames queued for its
+/// client stay within one budget (`--replay-bytes`). Boxed, like every query of a stream.
+async fn next_page(
+    app: &App,
+    out: &mut Outlet,
+    task_id: &str,
+    session: &Session,
+    after: i64,
+) -> Result<EventPage, EndReason> {
+    if app.shutdown.is_triggered() {
+        return Err(EndReason::Shutdown);
+    }
+    out.drained().await?;
+    let page = Box::pin(async {
+        let _turn = app.read_slot().await;
+        app.db
+            .events(&session.id, after, app.config.page_limit())
+            .await
+    })
+    .await;
+    page.map_err(|error| {
+        tracing::warn!(task = %task_id, %error, "replay failed");
+        EndReason::Error
+    })
+}
+
+/// Sends the chunk built so far, if any, and reports the events sent.
+async fn flush(
+    app: &App,
+    out: &mut Outlet,
+    chunk: &mut Coalescer,
+    events: u64,
+    reported: &mut u64,
+) -> Result<(), EndReason> {
+    if let Some(bytes) = chunk.take() {
+        out.send(bytes).await?;
+    }
+    report_sent(app, events, reported);
+    Ok(())
+}
+
+/// Adds the events sent since the last report to the shared counter: once per write, not once
+/// per event, since every stream would otherwise contend on it for every event.
+fn report_sent(app: &App, events: u64, reported: &mut u64) {
+    app.metrics.events_sent.inc_by(events - *reported);
+    *reported = events;
 }
 
 /// Reads the task's position on behalf of a client (in its turn among client reads).

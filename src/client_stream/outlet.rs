@@ -146,16 +146,30 @@ impl Outlet {
     pub(super) async fn next_live<G>(
         &mut self,
         live: &mut broadcast::Receiver<Live>,
-        mut gone: Pin<&mut G>,
+        gone: Pin<&mut G>,
     ) -> Result<Result<Live, RecvError>, EndReason>
     where
         G: Future<Output = ()>,
     {
+        self.next(live.recv(), gone).await
+    }
+
+    /// Waits for `next`, with the same keep-alives and ends as [`Outlet::next_live`] (a
+    /// multi-task stream waits on the next message of any of its tails).
+    pub(super) async fn next<T, G>(
+        &mut self,
+        next: impl Future<Output = T>,
+        mut gone: Pin<&mut G>,
+    ) -> Result<T, EndReason>
+    where
+        G: Future<Output = ()>,
+    {
+        let mut next = std::pin::pin!(next);
         loop {
             tokio::select! {
                 biased;
                 reason = &mut self.ending => return Err(reason),
-                received = live.recv() => return Ok(received),
+                received = &mut next => return Ok(received),
                 () = &mut self.keepalive => self.keep_alive().await?,
                 () = gone.as_mut() => return Err(EndReason::ClientGone),
             }

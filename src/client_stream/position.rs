@@ -143,7 +143,7 @@ impl Sent {
                 Place::Sent => OnLive::Skip,
                 Place::Next | Place::Gap => OnLive::CatchUp,
             },
-            Ok(Live::Complete { head }) if self.is_at(head.as_ref()) => OnLive::Complete,
+            Ok(Live::Complete { head, .. }) if self.is_at(head.as_ref()) => OnLive::Complete,
             Ok(Live::Complete { .. }) | Err(RecvError::Lagged(_)) => OnLive::CatchUp,
             Err(RecvError::Closed) => OnLive::Closed,
         }
@@ -168,7 +168,6 @@ mod tests {
     use super::*;
     use crate::db::fixtures::{position, session};
     use crate::live::tail::LiveEvent;
-    use bytes::Bytes;
 
     fn at(session: &Arc<Session>, seq: i64) -> Sent {
         Sent {
@@ -189,7 +188,8 @@ mod tests {
         Ok(Live::Event(Arc::new(LiveEvent {
             session: session.clone(),
             seq,
-            frame: Bytes::new(),
+            encoded: crate::wire::event::encode("", "x", ""),
+            tagged: std::sync::OnceLock::new(),
             notified_at: None,
         })))
     }
@@ -296,6 +296,7 @@ mod tests {
         let complete = |head: Option<(&Arc<Session>, i64)>| {
             Ok(Live::Complete {
                 head: head.map(|(s, seq)| (s.clone(), seq)),
+                status: None,
             })
         };
         assert_eq!(

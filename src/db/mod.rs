@@ -27,7 +27,7 @@ pub use self::notify_settings::PayloadMode;
 pub(crate) use self::notify_settings::read as read_notify_settings;
 #[cfg(test)]
 pub(crate) use self::reads::fixtures;
-pub(crate) use self::reads::{PageLimit, Session, TaskPosition};
+pub(crate) use self::reads::{EventPage, PageLimit, Session, TaskPosition};
 pub use self::reads::{TaskListing, TaskSummary};
 pub use self::schema::{SCHEMA, SchemaVersion, schema_version};
 pub use self::version::Recorded;

@@ -6,17 +6,32 @@ use tokio_postgres::Row;
 
 use super::{Db, DbError, IN_PROGRESS};
 use crate::metrics::QueryKind;
-use crate::wire::cursor;
+use crate::wire::{cursor, multi_cursor};
+
+/// A task row's version for the live task list: the later of `tasks.updated_at` (set by the
+/// schema on every update) and its latest session's start, in microseconds. Derived from what
+/// is stored already: nothing is written per event. (A macro, so that the queries using it stay
+/// constants.)
+macro_rules! version {
+    () => {
+        "(extract(epoch FROM greatest(t.updated_at, (
+            SELECT max(started_at) FROM agent_sessions WHERE task_id = t.id))) * 1000000)::int8"
+    };
+}
+pub(crate) use version;
 
 /// The columns of a task row as [`task_from`] reads them, from `tasks t` and the
 /// [`latest_session!`] `s`: times as RFC 3339 text in UTC (microseconds), so that no date crate
 /// is needed to show them.
 macro_rules! task_columns {
     () => {
-        "t.id, t.title, t.status, \
-         to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-         to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-         s.id, s.last_seq"
+        concat!(
+            "t.id, t.title, t.status, \
+             to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+             to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+             s.id, s.last_seq, ",
+            $crate::db::reads::version!()
+        )
     };
 }
 pub(crate) use task_columns;
@@ -101,6 +116,15 @@ const TASK_SQL: &str = concat!(
     " WHERE t.id = $1"
 );
 
+/// The rows of some tasks, by id (the live task list re-reading what notifications named).
+/// Tasks that no longer exist are absent.
+const TASK_ROWS_SQL: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM unnest($1::text[]) AS w (id) JOIN tasks t ON t.id = w.id ",
+    latest_session!()
+);
+
 /// A session, as far as ordering and cursors need it. Shared (`Arc`) by every frame and stream
 /// that refers to it.
 #[derive(Debug, PartialEq, Eq)]
@@ -111,16 +135,20 @@ pub(crate) struct Session {
     pub(crate) started_at: i64,
     /// `<base64url(id)>:`, the start of every cursor in this session.
     pub(crate) cursor_prefix: String,
+    /// How a multi-task cursor names this session.
+    pub(crate) hash: u64,
 }
 
 impl Session {
     /// A session with its cursor prefix computed.
     pub(crate) fn new(id: String, started_at: i64) -> Session {
         let cursor_prefix = cursor::session_prefix(&id);
+        let hash = multi_cursor::session_hash(&id);
         Session {
             id,
             started_at,
             cursor_prefix,
+            hash,
         }
     }
 
@@ -141,6 +169,8 @@ impl Session {
 pub(crate) struct TaskPosition {
     /// Whether the status is `InProgress`.
     pub(crate) in_progress: bool,
+    /// The status as stored (what `task_complete` reports).
+    pub(crate) status: String,
     /// The latest session and its last seq, `None` before the first event.
     pub(crate) head: Option<(Arc<Session>, i64)>,
 }
@@ -185,7 +215,7 @@ pub struct TaskListing<'a> {
     pub only: Option<&'a [String]>,
 }
 
-/// A task as the viewer and the JSON API show it.
+/// A task as the viewer, the JSON API and the live task list show it.
 #[derive(Debug)]
 pub struct TaskSummary {
     /// Task id.
@@ -200,6 +230,28 @@ pub struct TaskSummary {
     pub updated_at: String,
     /// Its latest session's id and last seq, `None` before its first event.
     pub session: Option<(String, i64)>,
+    /// Grows with every change the live task list reports (see `version!` in this file), so a
+    /// client drops a delta older than what it has.
+    pub version: i64,
+}
+
+impl TaskSummary {
+    /// The task as JSON: the one shape of every answer and frame that carries a task (the JSON
+    /// API's `GET /tasks/{id}`, `GET /tasks`, `PUT /tasks/{id}`, and the live task list).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "title": self.title,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "session": self.session.as_ref().map(|(id, last_seq)| serde_json::json!({
+                "id": id,
+                "last_seq": last_seq,
+            })),
+            "version": self.version,
+        })
+    }
 }
 
 impl Db {
@@ -268,6 +320,14 @@ impl Db {
         Ok(rows.iter().map(|row| task_from(row, 0)).collect())
     }
 
+    /// The rows of `task_ids` that exist, in no particular order.
+    pub(crate) async fn task_rows(&self, task_ids: &[&str]) -> Result<Vec<TaskSummary>, DbError> {
+        let rows = self
+            .query(QueryKind::Task, TASK_ROWS_SQL, &[&task_ids])
+            .await?;
+        Ok(rows.iter().map(|row| task_from(row, 0)).collect())
+    }
+
     /// One task, `None` if it does not exist.
     pub(crate) async fn task(&self, task_id: &str) -> Result<Option<TaskSummary>, DbError> {
         let rows = self.query(QueryKind::Task, TASK_SQL, &[&task_id]).await?;
@@ -303,6 +363,7 @@ pub(crate) fn task_from(row: &Row, first: usize) -> TaskSummary {
         created_at: row.get(first + 3),
         updated_at: row.get(first + 4),
         session: session.map(|id| (id, row.get(first + 6))),
+        version: row.get(first + 7),
     }
 }
 
@@ -312,6 +373,7 @@ fn position_from(row: &Row, first: usize) -> TaskPosition {
     let session: Option<String> = row.get(first + 1);
     TaskPosition {
         in_progress: status == IN_PROGRESS,
+        status: status.to_owned(),
         head: session.map(|id| {
             let started_at: i64 = row.get(first + 2);
             let last_seq: i64 = row.get(first + 3);
@@ -336,6 +398,7 @@ pub(crate) mod fixtures {
     pub(crate) fn position(in_progress: bool, head: Option<(&Arc<Session>, i64)>) -> TaskPosition {
         TaskPosition {
             in_progress,
+            status: if in_progress { "InProgress" } else { "Done" }.to_owned(),
             head: head.map(|(session, seq)| (session.clone(), seq)),
         }
     }

@@ -1,5 +1,6 @@
 //! Which representation a client prefers, by its `Accept` header: the one place where a path
-//! that serves several (`GET /tasks/{id}`: JSON or the viewer's page) chooses. Responses that depend on it carry `vary: accept`.
+//! that serves several (`GET /tasks/{id}`: JSON or the viewer's page; `GET /tasks`: JSON or the
+//! live task list) chooses. Responses that depend on it carry `vary: accept`.
 
 use http::HeaderMap;
 use http::header::ACCEPT;
@@ -11,6 +12,8 @@ pub(crate) enum Representation {
     Json,
     /// `text/html`: a viewer page.
     Html,
+    /// `text/event-stream`: a live stream.
+    EventStream,
 }
 
 impl Representation {
@@ -18,6 +21,7 @@ impl Representation {
         match self {
             Representation::Json => ("application", "json"),
             Representation::Html => ("text", "html"),
+            Representation::EventStream => ("text", "event-stream"),
         }
     }
 }
@@ -81,7 +85,7 @@ fn media_range(item: &str) -> Option<(String, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Representation::{Html, Json};
+    use Representation::{EventStream, Html, Json};
     use http::HeaderValue;
 
     fn prefers(accept: &str, offered: &[Representation]) -> Representation {
@@ -111,5 +115,20 @@ mod tests {
             Json,
             "none: the default"
         );
+    }
+
+    #[test]
+    fn event_source_gets_the_stream_and_everyone_else_json() {
+        assert_eq!(
+            prefers("text/event-stream", &[Json, EventStream]),
+            EventStream
+        );
+        assert_eq!(prefers("*/*", &[Json, EventStream]), Json);
+        assert_eq!(
+            prefers("text/html,*/*;q=0.8", &[Json, EventStream]),
+            Json,
+            "a browser's page load is not a stream"
+        );
+        assert_eq!(preferred(&HeaderMap::new(), &[Json, EventStream]), Json);
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use http::HeaderMap;
 
 use crate::wire::cursor::Cursor;
+use crate::wire::multi_cursor::MultiCursor;
 
 /// Longest task id accepted, in bytes (after percent-decoding).
 pub(crate) const MAX_TASK_ID_LEN: usize = 1024;
@@ -72,6 +73,31 @@ pub fn resume_cursor(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<Cursor>, BadRequest> {
+    let Some(text) = resume_text(headers, query)? else {
+        return Ok(None);
+    };
+    Cursor::parse(&text)
+        .map(Some)
+        .map_err(|e| bad(&e.to_string()))
+}
+
+/// The cursor of a multi-task stream, from the same places as [`resume_cursor`]'s, with at
+/// most `max_tasks` entries.
+pub(crate) fn resume_multi_cursor(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    max_tasks: usize,
+) -> Result<Option<MultiCursor>, BadRequest> {
+    let Some(text) = resume_text(headers, query)? else {
+        return Ok(None);
+    };
+    MultiCursor::parse(&text, max_tasks)
+        .map(Some)
+        .map_err(|e| bad(&e.to_string()))
+}
+
+/// The text of the cursor to resume from (see [`resume_cursor`]); `None` when there is none.
+fn resume_text(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, BadRequest> {
     let mut values = headers.get_all("last-event-id").iter();
     let header = match (values.next(), values.next()) {
         (Some(_), Some(_)) => return Err(bad("Last-Event-ID is repeated")),
@@ -91,12 +117,31 @@ pub fn resume_cursor(
             None => return Ok(None),
         },
     };
-    if text.is_empty() {
-        return Ok(None);
+    Ok(Some(text).filter(|text| !text.is_empty()))
+}
+
+/// The tasks of a multi-task stream: every `task=` of the query, percent-decoded and checked
+/// like a path's task id, duplicates counted once (first place kept), from 1 to `max`.
+pub(crate) fn task_list(query: Option<&str>, max: usize) -> Result<Vec<String>, BadRequest> {
+    let mut tasks: Vec<String> = Vec::new();
+    for pair in query.unwrap_or("").split('&') {
+        let Some(value) = pair.strip_prefix("task=") else {
+            continue;
+        };
+        let id =
+            percent_decode(value).ok_or_else(|| bad("task is not valid percent-encoded UTF-8"))?;
+        check_id(&id, "task id")?;
+        if !tasks.contains(&id) {
+            if tasks.len() == max {
+                return Err(bad(&format!("at most {max} tasks per stream")));
+            }
+            tasks.push(id);
+        }
     }
-    Cursor::parse(&text)
-        .map(Some)
-        .map_err(|e| bad(&e.to_string()))
+    if tasks.is_empty() {
+        return Err(bad("name at least one task: ?task=<id>&task=<id>"));
+    }
+    Ok(tasks)
 }
 
 /// The page of the task list asked for by `?limit=` (capped at [`MAX_PAGE_SIZE`]) and
@@ -217,6 +262,25 @@ mod tests {
         assert_eq!(
             resume_cursor(&headers(&[b""]), Some("last_event_id=")),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn reads_task_lists() {
+        let list = |query: &str| task_list(Some(query), 3);
+        assert_eq!(
+            list("task=a&x=1&task=b%20c&task=a"),
+            Ok(vec!["a".to_owned(), "b c".to_owned()])
+        );
+        assert!(list("task=a&task=b&task=c&task=d").is_err(), "four tasks");
+        assert!(list("task=a&task=b&task=c&task=a&task=b").is_ok());
+        assert!(list("").is_err());
+        assert!(task_list(None, 3).is_err());
+        assert!(list("task=a%0A").is_err());
+        assert!(list("task=%zz").is_err());
+        assert!(
+            list("task=").is_ok(),
+            "an empty id is an id (404 if no task has it)"
         );
     }
 

@@ -18,7 +18,7 @@ use crate::api;
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
 use crate::http::accept::{self, Representation};
-use crate::http::auth::{self, Denied};
+use crate::http::auth::{self, Denied, Grant};
 use crate::http::idle::{Activity, Tracked};
 use crate::http::refusal::{
     authorize, challenge, database_failed, denied_message, unauthorized, unavailable,
@@ -104,6 +104,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Endpoint::Metrics => metrics(app, req.headers()).await,
         Endpoint::OpenApi => api::openapi::document(),
         Endpoint::Stream(id) => events_stream(app, &req, id).await,
+        Endpoint::MultiStream => multi_stream(app, &req).await,
         Endpoint::EventPage(id) => match request::task_id(id) {
             Ok(id) => api::events::page(app, req.headers(), query, &id).await,
             Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
@@ -119,6 +120,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         },
         Endpoint::Tasks => task_list(app, req.headers(), query).await,
         Endpoint::Index => index(app, &req).await,
+        Endpoint::Watch => watch_page(app, &req).await,
         Endpoint::Asset(name) => asset(&req, name),
         Endpoint::Session => session(app, req.headers()),
         Endpoint::EndSession => end_session(app),
@@ -147,8 +149,12 @@ async fn task_resource(app: &App, headers: &HeaderMap, segment: &str) -> Respons
 
 /// `GET /tasks`: the task list as JSON, with `vary: accept` (other representations of the same
 /// list join here, chosen by `Accept` with [`accept::preferred`]).
-async fn task_list(app: &App, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
-    let mut answer = api::tasks::list(app, headers, query).await;
+async fn task_list(app: &Arc<App>, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let offered = [Representation::Json, Representation::EventStream];
+    let mut answer = match accept::preferred(headers, &offered) {
+        Representation::EventStream => task_list_stream(app, headers, query).await,
+        _ => api::tasks::list(app, headers, query).await,
+    };
     answer
         .headers_mut()
         .append(VARY, HeaderValue::from_static("accept"));
@@ -206,7 +212,10 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Err(denied) => return sign_in(denied),
     };
     match api::tasks::read_page(app, &page, grant.as_ref()).await {
-        Ok((tasks, more)) => response::page(viewer::index_page(&tasks, &page, more)),
+        Ok((tasks, more)) => {
+            let max = app.config.max_stream_tasks;
+            response::page(viewer::index_page(&tasks, &page, more, max))
+        }
         Err(error) => database_failed(&error, "cannot list tasks"),
     }
 }
@@ -233,6 +242,34 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
         Ok(None) => response::error(StatusCode::NOT_FOUND, "no such task"),
         Err(error) => database_failed(&error, "cannot read a task"),
+    }
+}
+
+/// `GET /watch?task=a&task=b…`: the viewer's page of several tasks over one connection (a
+/// token that covers them all when authentication is on).
+async fn watch_page<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let task_ids = match request::task_list(req.uri().query(), app.config.max_stream_tasks) {
+        Ok(ids) => ids,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    match authorize(app, req.headers()) {
+        Ok(Some(grant)) if !task_ids.iter().all(|id| grant.covers(id)) => {
+            return response::error(
+                StatusCode::FORBIDDEN,
+                "the token does not cover these tasks",
+            );
+        }
+        Ok(_) => {}
+        Err(denied) => return sign_in(denied),
+    }
+    let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();
+    let rows = {
+        let _turn = app.read_slot().await;
+        app.db.task_rows(&ids).await
+    };
+    match rows {
+        Ok(rows) => response::page(viewer::watch_page(&task_ids, &rows)),
+        Err(error) => database_failed(&error, "cannot read tasks"),
     }
 }
 
@@ -355,6 +392,107 @@ async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Re
         },
     );
     response::event_stream(body)
+}
+
+// === GET /events/stream (issue 15) ===
+
+/// `GET /events/stream?task=a&task=b…`: several tasks over one connection (see
+/// [`client_stream::open_multi`]). Every task is checked against the token before any is
+/// looked up, so a token cannot probe which tasks exist.
+async fn multi_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
+    let max = app.config.max_stream_tasks;
+    let query = req.uri().query();
+    let parsed = request::task_list(query, max).and_then(|tasks| {
+        Ok((
+            tasks,
+            request::resume_multi_cursor(req.headers(), query, max)?,
+        ))
+    });
+    let (task_ids, cursor) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    let grant = match authorize(app, req.headers()) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    if let Some(grant) = &grant
+        && let Some(refused) = task_ids.iter().find(|id| !grant.covers(id))
+    {
+        let message = format!("the token does not cover task {refused:?}");
+        return response::error(StatusCode::FORBIDDEN, &message);
+    }
+    if app.shutdown.is_triggered() {
+        return unavailable("shutting down");
+    }
+    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
+        return unavailable("too many open streams");
+    };
+    // Subscribe to every tail before reading the positions, as a single stream does.
+    let subscriptions: Vec<_> = task_ids.iter().map(|id| app.hub.subscribe(id)).collect();
+    let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();
+    let positions = {
+        let _turn = app.read_slot().await;
+        app.db.positions(&ids).await
+    };
+    let mut positions: std::collections::HashMap<String, _> = match positions {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(error) => return database_failed(&error, "cannot start a stream"),
+    };
+    let tasks = task_ids
+        .iter()
+        .zip(subscriptions)
+        .map(|(id, subscription)| client_stream::MultiTask {
+            task_id: Arc::from(id.as_str()),
+            subscription,
+            position: positions.remove(id),
+        })
+        .collect();
+    let start = client_stream::MultiStart {
+        tasks,
+        cursor,
+        abort: req.extensions().get::<ConnectionAbort>().cloned(),
+        token_expires: grant.map(|grant| grant.expires_at),
+        slot,
+    };
+    match client_stream::open_multi(app.clone(), start) {
+        Ok(client_stream::Opened::Stream(body)) => response::event_stream(body),
+        Ok(client_stream::Opened::NothingNew) => response::empty(StatusCode::NO_CONTENT),
+        Ok(client_stream::Opened::Missing(id)) => {
+            response::error(StatusCode::NOT_FOUND, &format!("no such task: {id:?}"))
+        }
+        Err(unmatched) => response::error(StatusCode::BAD_REQUEST, unmatched.0),
+    }
+}
+
+/// `GET /tasks` with `Accept: text/event-stream`: the live task list (see
+/// [`client_stream::spawn_list`]), `?limit=` tasks in each snapshot.
+async fn task_list_stream(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response<Body> {
+    let page = match request::list_page(query) {
+        Ok(page) => page,
+        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
+    };
+    let grant = match authorize(app, headers) {
+        Ok(grant) => grant,
+        Err(denied) => return unauthorized(denied),
+    };
+    if app.shutdown.is_triggered() {
+        return unavailable("shutting down");
+    }
+    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
+        return unavailable("too many open streams");
+    };
+    let start = client_stream::ListStart {
+        limit: page.limit,
+        only: grant.as_ref().and_then(Grant::task_ids),
+        token_expires: grant.map(|grant| grant.expires_at),
+        slot,
+    };
+    response::event_stream(client_stream::spawn_list(app.clone(), start))
 }
 
 /// `401` for a viewer page: the sign-in page (a person is reading), with the same challenge.

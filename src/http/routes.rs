@@ -19,6 +19,8 @@ pub(crate) enum Endpoint<'a> {
     OpenApi,
     /// `GET /tasks/{id}/events/stream`.
     Stream(&'a str),
+    /// `GET /events/stream?task=…`: several tasks over one connection.
+    MultiStream,
     /// `GET /tasks/{id}/events`: a page as JSON.
     EventPage(&'a str),
     /// `POST /tasks/{id}/events`.
@@ -27,7 +29,7 @@ pub(crate) enum Endpoint<'a> {
     Task(&'a str),
     /// `PUT /tasks/{id}`.
     PutTask(&'a str),
-    /// `GET /tasks`: the task list as JSON.
+    /// `GET /tasks`: the task list as JSON, or live as an event stream.
     Tasks,
     /// `POST /session`.
     Session,
@@ -35,6 +37,8 @@ pub(crate) enum Endpoint<'a> {
     EndSession,
     /// `GET /`: the viewer's task list.
     Index,
+    /// `GET /watch?task=…`: the viewer's page of several tasks.
+    Watch,
     /// `GET /assets/{name}`.
     Asset(&'a str),
     /// A CORS preflight `OPTIONS` of a known path (CORS on).
@@ -55,12 +59,14 @@ pub(crate) fn endpoint<'a>(method: &Method, segments: &[&'a str], cors: bool) ->
         (&Method::GET, ["metrics"]) => E::Metrics,
         (&Method::GET, ["openapi.json"]) => E::OpenApi,
         (&Method::GET, ["tasks", id, "events", "stream"]) => E::Stream(id),
+        (&Method::GET, ["events", "stream"]) => E::MultiStream,
         (&Method::GET, ["tasks", id, "events"]) => E::EventPage(id),
         (&Method::POST, ["tasks", id, "events"]) => E::PostEvents(id),
         (&Method::GET, ["tasks", id]) => E::Task(id),
         (&Method::PUT, ["tasks", id]) => E::PutTask(id),
         (&Method::GET, ["tasks"]) => E::Tasks,
         (&Method::GET, [""]) => E::Index,
+        (&Method::GET, ["watch"]) => E::Watch,
         (&Method::GET, ["assets", name]) => E::Asset(name),
         (&Method::POST, ["session"]) => E::Session,
         (&Method::DELETE, ["session"]) => E::EndSession,
@@ -72,10 +78,14 @@ pub(crate) fn endpoint<'a>(method: &Method, segments: &[&'a str], cors: bool) ->
 /// The methods a known path allows, `None` for an unknown path.
 fn allowed(segments: &[&str]) -> Option<&'static str> {
     match segments {
-        ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.json"] | [""] | ["assets", _] => {
-            Some("GET")
-        }
-        ["tasks", _, "events", "stream"] | ["tasks"] => Some("GET"),
+        ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["openapi.json"]
+        | [""]
+        | ["watch"]
+        | ["assets", _] => Some("GET"),
+        ["tasks", _, "events", "stream"] | ["events", "stream"] | ["tasks"] => Some("GET"),
         ["tasks", _, "events"] => Some("GET, POST"),
         ["tasks", _] => Some("GET, PUT"),
         ["session"] => Some("POST, DELETE"),
@@ -97,6 +107,7 @@ impl Endpoint<'_> {
             E::Metrics => ("get", "/metrics"),
             E::OpenApi => ("get", "/openapi.json"),
             E::Stream(_) => ("get", "/tasks/{id}/events/stream"),
+            E::MultiStream => ("get", "/events/stream"),
             E::EventPage(_) => ("get", "/tasks/{id}/events"),
             E::PostEvents(_) => ("post", "/tasks/{id}/events"),
             E::Task(_) => ("get", "/tasks/{id}"),
@@ -104,7 +115,12 @@ impl Endpoint<'_> {
             E::Tasks => ("get", "/tasks"),
             E::Session => ("post", "/session"),
             E::EndSession => ("delete", "/session"),
-            E::Index | E::Asset(_) | E::Preflight | E::MethodNotAllowed(_) | E::NotFound => {
+            E::Index
+            | E::Watch
+            | E::Asset(_)
+            | E::Preflight
+            | E::MethodNotAllowed(_)
+            | E::NotFound => {
                 return None;
             }
         })
@@ -125,6 +141,7 @@ pub(crate) mod tests {
             (Method::GET, "/metrics", E::Metrics),
             (Method::GET, "/openapi.json", E::OpenApi),
             (Method::GET, "/tasks/x/events/stream", E::Stream("x")),
+            (Method::GET, "/events/stream", E::MultiStream),
             (Method::GET, "/tasks/x/events", E::EventPage("x")),
             (Method::POST, "/tasks/x/events", E::PostEvents("x")),
             (Method::GET, "/tasks/x", E::Task("x")),
@@ -133,6 +150,7 @@ pub(crate) mod tests {
             (Method::POST, "/session", E::Session),
             (Method::DELETE, "/session", E::EndSession),
             (Method::GET, "/", E::Index),
+            (Method::GET, "/watch", E::Watch),
             (Method::GET, "/assets/x", E::Asset("x")),
             (Method::OPTIONS, "/tasks", E::Preflight),
             (Method::PATCH, "/tasks", E::MethodNotAllowed("GET")),
@@ -145,6 +163,7 @@ pub(crate) mod tests {
                 | E::Metrics
                 | E::OpenApi
                 | E::Stream(_)
+                | E::MultiStream
                 | E::EventPage(_)
                 | E::PostEvents(_)
                 | E::Task(_)
@@ -153,6 +172,7 @@ pub(crate) mod tests {
                 | E::Session
                 | E::EndSession
                 | E::Index
+                | E::Watch
                 | E::Asset(_)
                 | E::Preflight
                 | E::MethodNotAllowed(_)

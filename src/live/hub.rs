@@ -16,9 +16,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::db::{Cause, Db, PageLimit, TaskPosition};
 use crate::live::interest::{Announcer, Interest};
-use crate::live::notice::{KeyCell, Notice};
+use crate::live::notice::{KeyCell, Notice, TaskChange};
 use crate::live::poll_gate::HintGate;
 use crate::live::tail::{self, Live, TailHandle};
+use crate::live::task_feed::{ListChange, TaskFeed};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -50,6 +51,8 @@ struct HubInner {
     poll_hint: Notify,
     /// The key every notification is verified with, whichever way it arrived.
     keys: KeyCell,
+    /// Where task notifications also go, for the live task list.
+    feed: TaskFeed,
 }
 
 /// One watched task: its running tail and how many subscriptions hold it.
@@ -65,6 +68,14 @@ struct TailEntry {
 pub(crate) struct Subscription {
     /// What the tail publishes from the moment of subscribing.
     pub(crate) live: broadcast::Receiver<Live>,
+    /// Holds the tail while it lives. Apart from `live`, so that a multi-task stream can move
+    /// the receiver into the future that waits on it.
+    pub(crate) watching: Watching,
+}
+
+/// Keeps a task watched; dropping it unsubscribes (the last one drops the tail).
+#[derive(Debug)]
+pub(crate) struct Watching {
     hub: Arc<HubInner>,
     task_id: Arc<str>,
 }
@@ -81,13 +92,14 @@ impl Hub {
         Hub {
             inner: Arc::new(HubInner {
                 tails: Mutex::new(HashMap::new()),
-                db,
+                db: db.clone(),
                 limit,
                 metrics,
                 poll_now: Notify::new(),
                 interest,
                 poll_hint: Notify::new(),
                 keys: KeyCell::default(),
+                feed: TaskFeed::spawn(db.clone()),
             }),
         }
     }
@@ -108,8 +120,10 @@ impl Hub {
         entry.subscribers += 1;
         Subscription {
             live: entry.tail.subscribe(),
-            hub: self.inner.clone(),
-            task_id,
+            watching: Watching {
+                hub: self.inner.clone(),
+                task_id,
+            },
         }
     }
 
@@ -117,17 +131,31 @@ impl Hub {
     /// names nothing, or is forged, is only a hint to poll.
     pub(crate) fn notify(&self, notice: Notice) {
         let Some(task) = notice.task() else {
+            if matches!(notice, Notice::Unknown) {
+                self.inner.feed.resync();
+            }
             return self.inner.poll_hint.notify_one();
         };
+        if let Notice::TaskChanged { .. } = &notice {
+            self.inner.feed.changed(task);
+        }
         let tails = self.inner.lock();
         let Some(entry) = tails.get(task) else {
             return;
         };
         match notice {
             Notice::Event { event, .. } => entry.tail.event(event),
-            Notice::TaskChanged { .. } => entry.tail.reread(),
-            Notice::Unknown | Notice::Forged => {}
+            Notice::TaskChanged {
+                change: TaskChange::Ended,
+                ..
+            } => entry.tail.reread(),
+            Notice::TaskChanged { .. } | Notice::Unknown | Notice::Forged => {}
         }
+    }
+
+    /// Every change of the task list from now on (see [`TaskFeed`]).
+    pub(crate) fn task_list(&self) -> broadcast::Receiver<ListChange> {
+        self.inner.feed.subscribe()
     }
 
     /// The key notifications are verified with: the LISTEN connection sets it, every source of
@@ -139,6 +167,7 @@ impl Hub {
     /// Makes the poller check every watched task now: after a LISTEN reconnect, notifications
     /// sent while it was down are lost.
     pub(crate) fn poll_now(&self) {
+        self.inner.feed.resync();
         self.inner.poll_now.notify_one();
     }
 
@@ -223,7 +252,7 @@ impl HubInner {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for Watching {
     fn drop(&mut self) {
         let mut tails = self.hub.lock();
         if let Some(entry) = tails.get_mut(&self.task_id) {

@@ -31,8 +31,8 @@ const MAC_LEN: usize = 44;
 pub(crate) enum Notice {
     /// An event of `task` was committed.
     Event { task: String, event: NotifiedEvent },
-    /// A task's status changed or the task was deleted.
-    TaskChanged { task: String },
+    /// A task changed: see [`TaskChange`].
+    TaskChanged { task: String, change: TaskChange },
     /// Authentic, but naming nothing precise (the `{}` of a payload that would not fit, or a
     /// form this version does not know): re-check every task.
     Unknown,
@@ -68,10 +68,33 @@ struct EventPayload {
     c: Option<String>,
 }
 
-/// The task payload: `t` task (status change or deletion).
+/// The task payload: `t` task, `k` what happened to it (absent before schema version 4's kinds
+/// existed: a status change or a deletion).
 #[derive(Deserialize)]
 struct TaskPayload {
     t: String,
+    k: Option<String>,
+}
+
+/// What a task notification says happened. Only [`TaskChange::Ended`] concerns its streams; the
+/// others only change the task list (schema version 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskChange {
+    /// Its status changed (`k` 's'), or it was deleted ('d'), or a kind this version does not
+    /// know: the task's streams re-read it.
+    Ended,
+    /// Created ('c'), retitled ('t'), or given a new session ('n'): its streams learn of a new
+    /// session from its events, so only the task list re-reads it.
+    Listed,
+}
+
+impl TaskChange {
+    fn of(kind: Option<&str>) -> TaskChange {
+        match kind {
+            Some("c" | "t" | "n") => TaskChange::Listed,
+            _ => TaskChange::Ended,
+        }
+    }
 }
 
 /// The key every notification is signed with, read from the database at start.
@@ -125,7 +148,10 @@ impl Notice {
                 Err(_) => Notice::Unknown,
             },
             TASKS_CHANNEL => match serde_json::from_str::<TaskPayload>(json) {
-                Ok(task) => Notice::TaskChanged { task: task.t },
+                Ok(task) => Notice::TaskChanged {
+                    change: TaskChange::of(task.k.as_deref()),
+                    task: task.t,
+                },
                 Err(_) => Notice::Unknown,
             },
             _ => Notice::Unknown,
@@ -138,7 +164,7 @@ impl Notice {
     /// subject it is republished on in bus mode.
     pub(crate) fn task(&self) -> Option<&str> {
         match self {
-            Notice::Event { task, .. } | Notice::TaskChanged { task } => Some(task),
+            Notice::Event { task, .. } | Notice::TaskChanged { task, .. } => Some(task),
             Notice::Unknown | Notice::Forged => None,
         }
     }
@@ -255,7 +281,17 @@ mod tests {
             r#"{"k":"d","t":"task"}"#,
         ] {
             let notice = parse(TASKS_CHANNEL, &signed(TASKS_CHANNEL, json));
-            assert!(matches!(notice, Notice::TaskChanged { task } if task == "task"));
+            let ended = matches!(notice, Notice::TaskChanged { task, change: TaskChange::Ended } if task == "task");
+            assert!(ended, "{json}");
+        }
+        for json in [
+            r#"{"k":"c","t":"task"}"#,
+            r#"{"k":"t","t":"task"}"#,
+            r#"{"k":"n","t":"task"}"#,
+        ] {
+            let notice = parse(TASKS_CHANNEL, &signed(TASKS_CHANNEL, json));
+            let listed = matches!(notice, Notice::TaskChanged { task, change: TaskChange::Listed } if task == "task");
+            assert!(listed, "{json}");
         }
     }
 

@@ -10,7 +10,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::db::TaskSummary;
+use crate::db::{IN_PROGRESS, TaskSummary};
 use crate::http::request::ListPage;
 
 /// The task list page.
@@ -28,6 +28,18 @@ const VIEWER_JS: &str = include_str!("viewer.js");
 /// The client of the event streams: an ES module for browsers and Node, used by the task page
 /// and served for any application.
 const TASKSTREAM_JS: &str = include_str!("taskstream.js");
+
+/// The watch page: several tasks over one connection.
+const WATCH_HTML: &str = include_str!("watch.html");
+
+/// The cards and status line that the task page and the watch page share.
+const CARDS_JS: &str = include_str!("cards.js");
+
+/// The watch page's script.
+const WATCH_JS: &str = include_str!("watch.js");
+
+/// The task list's script: keeps the list live.
+const LIST_JS: &str = include_str!("list.js");
 
 /// The sign-in page, shown instead of a page when authentication is on and the reader has no
 /// valid token.
@@ -71,12 +83,26 @@ pub(crate) fn asset(name: &str) -> Option<Asset> {
             content_type: "text/javascript; charset=utf-8",
             body: SIGNIN_JS,
         }),
+        "cards.js" | "watch.js" | "list.js" => Some(Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body: match name {
+                "cards.js" => CARDS_JS,
+                "watch.js" => WATCH_JS,
+                _ => LIST_JS,
+            },
+        }),
         _ => None,
     }
 }
 
-/// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow.
-pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> String {
+/// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow;
+/// "watch all running" names at most `max_watched` tasks (`--max-stream-tasks`).
+pub(crate) fn index_page(
+    tasks: &[TaskSummary],
+    page: &ListPage,
+    more: bool,
+    max_watched: usize,
+) -> String {
     let list = if tasks.is_empty() {
         let text = if page.before.is_some() {
             "No older tasks."
@@ -84,13 +110,35 @@ pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> 
             "No tasks yet."
         };
         fill(
-            r#"<p class="empty">{{text}}</p>"#,
+            r#"<p class="empty" id="no-tasks">{{text}}</p>"#,
             &[("text", Slot::Text(text))],
         )
     } else {
-        let rows: String = tasks.iter().map(task_row).collect();
-        format!("<ul class=\"tasks\">\n{rows}</ul>")
+        String::new()
     };
+    // Always there, so that the live list (list.js) has a place for new tasks.
+    let rows: String = tasks.iter().map(task_row).collect();
+    let list = format!("{list}<ul class=\"tasks\" id=\"tasks\">\n{rows}</ul>");
+    let running: Vec<&str> = tasks
+        .iter()
+        .filter(|task| task.status == IN_PROGRESS)
+        .map(|task| task.id.as_str())
+        .take(max_watched)
+        .collect();
+    let watch = fill(
+        concat!(
+            r#"<a id="watch-running" class="watch" href="{{href}}" data-max="{{max}}"{{hidden}}>"#,
+            "Watch all running</a>"
+        ),
+        &[
+            ("href", Slot::Text(&watch_path(&running))),
+            ("max", Slot::Text(&max_watched.to_string())),
+            (
+                "hidden",
+                Slot::Html(if running.is_empty() { " hidden" } else { "" }),
+            ),
+        ],
+    );
     let mut pager = String::new();
     if page.before.is_some() {
         pager.push_str(r#"<a href="/">← Newest</a>"#);
@@ -109,7 +157,11 @@ pub(crate) fn index_page(tasks: &[TaskSummary], page: &ListPage, more: bool) -> 
     };
     fill(
         INDEX_HTML,
-        &[("list", Slot::Html(&list)), ("pager", Slot::Html(&pager))],
+        &[
+            ("list", Slot::Html(&list)),
+            ("pager", Slot::Html(&pager)),
+            ("watch", Slot::Html(&watch)),
+        ],
     )
 }
 
@@ -123,7 +175,8 @@ fn task_row(task: &TaskSummary) -> String {
     };
     fill(
         concat!(
-            r#"<li><a href="{{href}}"><span class="title">{{title}}</span>"#,
+            r#"<li data-id="{{id}}" data-version="{{version}}">"#,
+            r#"<a href="{{href}}"><span class="title">{{title}}</span>"#,
             r#"<span class="id">{{id}}</span></a>"#,
             r#"<span class="status" data-status="{{status}}">{{status}}</span></li>"#,
             "\n"
@@ -133,6 +186,7 @@ fn task_row(task: &TaskSummary) -> String {
             ("title", Slot::Text(title)),
             ("id", Slot::Text(&task.id)),
             ("status", Slot::Text(&task.status)),
+            ("version", Slot::Text(&task.version.to_string())),
         ],
     )
 }
@@ -158,6 +212,50 @@ pub(crate) fn task_page(task: &TaskSummary) -> String {
             ("stream", Slot::Text(&stream)),
         ],
     )
+}
+
+/// The watch page of `tasks`, in the order given (`titles`: each task's row, where it exists).
+pub(crate) fn watch_page(tasks: &[String], titles: &[TaskSummary]) -> String {
+    let lanes: String = tasks
+        .iter()
+        .map(|id| {
+            let title = titles
+                .iter()
+                .find(|row| row.id == *id)
+                .map_or(id.as_str(), |row| {
+                    if row.title.is_empty() { id } else { &row.title }
+                });
+            fill(
+                concat!(
+                    r#"<section class="lane" data-task="{{id}}"><h2><a href="{{href}}">{{title}}</a> "#,
+                    r#"<code>{{id}}</code></h2><p class="empty">No events yet.</p>"#,
+                    r#"<ol class="events"></ol></section>"#,
+                    "\n"
+                ),
+                &[
+                    ("id", Slot::Text(id)),
+                    ("href", Slot::Text(&task_path(id))),
+                    ("title", Slot::Text(title)),
+                ],
+            )
+        })
+        .collect();
+    fill(
+        WATCH_HTML,
+        &[
+            ("count", Slot::Text(&tasks.len().to_string())),
+            ("lanes", Slot::Html(&lanes)),
+        ],
+    )
+}
+
+/// `/watch?task=…` for `tasks`.
+fn watch_path(tasks: &[&str]) -> String {
+    let query: Vec<String> = tasks
+        .iter()
+        .map(|id| format!("task={}", percent_encode(id)))
+        .collect();
+    format!("/watch?{}", query.join("&"))
 }
 
 /// `/tasks/{id}` with the id percent-encoded as one path segment.
@@ -248,6 +346,7 @@ mod tests {
 
     fn task(id: &str, title: &str, status: &str) -> TaskSummary {
         TaskSummary {
+            version: 0,
             id: id.to_owned(),
             title: title.to_owned(),
             status: status.to_owned(),
@@ -299,7 +398,7 @@ mod tests {
     #[test]
     fn every_template_slot_is_filled() {
         let tasks = [task("t1", "One", "InProgress"), task("t2", "", "Done")];
-        let index = index_page(&tasks, &first_page(), true);
+        let index = index_page(&tasks, &first_page(), true, 100);
         let page = task_page(&tasks[0]);
         for html in [&index, &page] {
             assert!(!html.contains("{{"), "unfilled slot in {html}");
@@ -313,7 +412,7 @@ mod tests {
     #[test]
     fn hostile_values_are_escaped_everywhere() {
         let hostile = task(HOSTILE, HOSTILE, HOSTILE);
-        let index = index_page(std::slice::from_ref(&hostile), &first_page(), true);
+        let index = index_page(std::slice::from_ref(&hostile), &first_page(), true, 100);
         let page = task_page(&hostile);
         for html in [&index, &page] {
             assert!(!html.contains("<script>window"), "raw script in {html}");
@@ -324,14 +423,14 @@ mod tests {
 
     #[test]
     fn an_empty_list_says_so() {
-        let html = index_page(&[], &first_page(), false);
+        let html = index_page(&[], &first_page(), false, 100);
         assert!(html.contains("No tasks yet."));
         assert!(!html.contains("class=\"pager\""));
         let older = ListPage {
             limit: 10,
             before: Some("x".to_owned()),
         };
-        let html = index_page(&[], &older, false);
+        let html = index_page(&[], &older, false, 100);
         assert!(html.contains("No older tasks."));
         assert!(html.contains(r#"<a href="/">← Newest</a>"#));
     }

@@ -18,8 +18,10 @@
 // - stops at `complete` (and at a 204, which says the task had already completed);
 // - exposes its state and close().
 //
-// A stream follows one task today. The multi-task stream (`?task=a&task=b`, whose frames carry
-// the task in their data) will be a `tasks` option: every event already names its task.
+// A stream follows one task (`task`), or several over one connection (`tasks`: the multi-task
+// stream, `/events/stream?task=a&task=b`). Either way every event names its task and carries
+// the single-task data: the multi-task frame's `{"task", "data"}` wrapping is undone here, and
+// its `task_complete` (one task ended) arrives with `data: {status}`.
 
 /** The wait before reconnecting until the server sends `retry:`, in milliseconds. */
 const DEFAULT_RETRY_MS = 1000;
@@ -217,10 +219,12 @@ function retryAfterMs(value) {
 /**
  * One event of a task's stream.
  * @typedef {object} TaskEvent
- * @property {string} task the task it belongs to
+ * @property {string | null} task the task it belongs to (`null` for the final `complete` of
+ *   a stream of several tasks)
  * @property {string} id its cursor: a resume starts right after it
  * @property {string} type its type: `assistant`, `toolcall`, `toolresult`, `cost`, `error`,
- *   any other type an agent stored, or the server's own terminal `complete`
+ *   any other type an agent stored, the server's own terminal `complete`, or (several tasks)
+ *   `task_complete`, whose data is `{status}` (`null`: deleted)
  * @property {unknown} data its data, parsed as JSON (the text itself if it is not JSON)
  */
 
@@ -247,7 +251,8 @@ function retryAfterMs(value) {
 
 /**
  * @typedef {object} TaskStreamOptions
- * @property {string} task the task to follow
+ * @property {string} [task] the task to follow
+ * @property {string[]} [tasks] instead of `task`: the tasks to follow over one connection
  * @property {string} [base] the server's URL (`https://host:port`); in a browser it defaults to
  *   the page's own, in Node it is required
  * @property {string | (() => MaybeToken | Promise<MaybeToken>)} [token] a bearer token sent as
@@ -283,7 +288,7 @@ function retryAfterMs(value) {
  * close().
  */
 export class TaskStream {
-  /** @type {string} */
+  /** The task followed, or `null` when several are (their frames name theirs). @type {string | null} */
   #task;
   /** The stream's URL. */
   #url;
@@ -316,14 +321,20 @@ export class TaskStream {
 
   /** @param {TaskStreamOptions} options */
   constructor(options) {
-    if (!options || typeof options.task !== 'string' || options.task === '') {
+    const many = Array.isArray(options?.tasks);
+    if (many && (options.tasks.length === 0 || !options.tasks.every((t) => typeof t === 'string'))) {
+      throw new TypeError('taskstream: `tasks` must be a non-empty array of task ids');
+    }
+    if (!many && (!options || typeof options.task !== 'string' || options.task === '')) {
       throw new TypeError('taskstream: `task` must be a task id');
     }
     const fetcher = options.fetch ?? globalThis.fetch;
     if (typeof fetcher !== 'function') throw new TypeError('taskstream: no fetch() here');
     this.#options = { ...options, fetch: fetcher };
-    this.#task = options.task;
-    this.#url = streamUrl(options.base, options.task);
+    this.#task = many ? null : options.task;
+    this.#url = many
+      ? serverUrl(options.base, '/events/stream', options.tasks.map((t) => ['task', t]))
+      : serverUrl(options.base, `/tasks/${encodeURIComponent(options.task)}/events/stream`, []);
     this.#token = options.token;
     this.#cursor = options.lastEventId ?? '';
     this.#finished = new Promise((resolve) => {
@@ -518,8 +529,13 @@ export class TaskStream {
     } catch {
       data = frame.data;
     }
+    let task = this.#task;
+    if (task === null && frame.type !== 'complete' && data !== null && typeof data === 'object') {
+      task = data.task;
+      data = frame.type === 'task_complete' ? { status: data.status } : data.data;
+    }
     /** @type {TaskEvent} */
-    const event = { task: this.#task, id: frame.id, type: frame.type, data };
+    const event = { task, id: frame.id, type: frame.type, data };
     call(this.#options.onEvent, event);
     for (const handler of this.#handlers.get(frame.type) ?? []) call(handler, event);
     return frame.type === 'complete';
@@ -637,19 +653,19 @@ class IdleError extends Error {
 }
 
 /**
- * The URL of a task's stream on the server at `base` (the page's own in a browser).
+ * The URL of `path` with query `params` on the server at `base` (the page's own in a browser).
  * @param {string | undefined} base
- * @param {string} task
+ * @param {string} path
+ * @param {[string, string][]} params
  */
-function streamUrl(base, task) {
-  const path = `/tasks/${encodeURIComponent(task)}/events/stream`;
+function serverUrl(base, path, params) {
   const origin = base ?? globalThis.location?.origin;
   if (origin === undefined) {
     throw new TypeError('taskstream: `base` (the server URL) is required outside a browser');
   }
   const url = new URL(origin);
   url.pathname = url.pathname.replace(/\/+$/, '') + path;
-  url.search = '';
+  url.search = new URLSearchParams(params).toString();
   url.hash = '';
   return url.href;
 }

@@ -2,6 +2,8 @@
 //! mapping table in the README's API section). Pure; `tests/event_mapping.rs` runs every
 //! vector of `tests/vectors/event_mapping.json` against it.
 
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
@@ -10,7 +12,8 @@ use crate::wire::sse;
 /// Event names that EventSource or this protocol give a meaning of their own. A stored row
 /// with one of them is renamed `agent_…`, so that only the server's own terminal event is
 /// `complete` and a row can never pose as `open` or as an unnamed `message`.
-const RESERVED_NAMES: [&str; 3] = ["complete", "open", "message"];
+/// `task_complete` is the multi-task stream's own end of one task.
+const RESERVED_NAMES: [&str; 4] = ["complete", "open", "message", "task_complete"];
 
 /// The SSE event name of a stored `event_type`: ASCII letters lower-cased, every character
 /// outside `[a-z0-9_.-]` replaced by one `_`, reserved names prefixed with `agent_`.
@@ -59,6 +62,84 @@ pub(crate) fn write_frame(out: &mut BytesMut, cursor: &str, event_type: &str, co
     // Compact JSON escapes every control character, so the data is always one line.
     let data = event_data(event_type, content).to_string();
     sse::write_event(out, cursor, &event_name(event_type), &data);
+}
+
+/// A stored row's single-task frame, with where its name and data are in it, so that the body
+/// of the row's multi-task frame ([`Encoded::tagged`]) is derived from it without the row.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// The whole single-task frame.
+    pub(crate) frame: Bytes,
+    name: Range<usize>,
+    data: Range<usize>,
+}
+
+/// Encodes a stored row's single-task frame, carrying `cursor` as its id.
+pub(crate) fn encode(cursor: &str, event_type: &str, content: &str) -> Encoded {
+    let name = event_name(event_type);
+    let data = event_data(event_type, content).to_string();
+    let mut out = BytesMut::new();
+    sse::write_id(&mut out, cursor);
+    let body = out.len();
+    sse::write_body(&mut out, &name, &data);
+    // The name is `[a-z0-9_.-]` and the data compact JSON on one line, so both are written
+    // as they are: `event: <name>\ndata: <data>\n\n`.
+    let name_at = body + "event: ".len();
+    let data_at = name_at + name.len() + "\ndata: ".len();
+    Encoded {
+        name: name_at..name_at + name.len(),
+        data: data_at..out.len() - 2,
+        frame: out.freeze(),
+    }
+}
+
+impl Encoded {
+    /// The `event:`/`data:` body of this row's frame in a multi-task stream, for the task whose
+    /// id is `task_json` (a JSON string). Computed once per event and shared by every
+    /// multi-task subscriber, each of which writes only its own `id:` line before it.
+    pub(crate) fn tagged(&self, task_json: &str) -> Bytes {
+        let name = String::from_utf8_lossy(&self.frame[self.name.clone()]);
+        let data = String::from_utf8_lossy(&self.frame[self.data.clone()]);
+        let mut out = BytesMut::new();
+        sse::write_body(&mut out, &name, &tagged_data(task_json, &data));
+        out.freeze()
+    }
+}
+
+/// Appends a stored row's multi-task frame: `id: <cursor>`, the single-task event name, and
+/// `{"task": <task>, "data": <the single-task data>}`.
+pub(crate) fn write_tagged(
+    out: &mut BytesMut,
+    cursor: &str,
+    task_json: &str,
+    event_type: &str,
+    content: &str,
+) {
+    let data = event_data(event_type, content).to_string();
+    sse::write_id(out, cursor);
+    sse::write_body(out, &event_name(event_type), &tagged_data(task_json, &data));
+}
+
+/// The data of a multi-task frame. The label is a field of its own beside the row's data, so
+/// no stored content can pose as it.
+fn tagged_data(task_json: &str, data: &str) -> String {
+    let mut out = String::with_capacity(task_json.len() + data.len() + 20);
+    out.push_str("{\"task\":");
+    out.push_str(task_json);
+    out.push_str(",\"data\":");
+    out.push_str(data);
+    out.push('}');
+    out
+}
+
+/// A task id as a JSON string, the label of its frames in a multi-task stream.
+pub(crate) fn task_json(task_id: &str) -> String {
+    Value::from(task_id).to_string()
+}
+
+/// The data of `task_complete`: the task and its status (`null`: deleted).
+pub(crate) fn task_complete_data(task_id: &str, status: Option<&str>) -> String {
+    json!({ "task": task_id, "status": status }).to_string()
 }
 
 /// `toolcall`: a JSON object with a string `tool` is passed through (`args` defaults to `{}`);
@@ -128,6 +209,31 @@ mod tests {
             &bytes[..],
             b"id: YQ:3\nevent: error\ndata: {\"error\":\"multi\\nline\"}\n\n"
         );
+    }
+
+    #[test]
+    fn the_tagged_body_wraps_the_single_task_data_under_the_same_name() {
+        let encoded = encode("YQ:3", "Task_Complete", "multi\nline ✓");
+        assert_eq!(
+            &encoded.frame[..],
+            "id: YQ:3\nevent: agent_task_complete\ndata: {\"content\":\"multi\\nline ✓\"}\n\n"
+                .as_bytes()
+        );
+        let tagged = encoded.tagged(&task_json("t\"1"));
+        assert_eq!(
+            &tagged[..],
+            "event: agent_task_complete\ndata: {\"task\":\"t\\\"1\",\"data\":{\"content\":\"multi\\nline ✓\"}}\n\n"
+                .as_bytes()
+        );
+        let mut written = BytesMut::new();
+        write_tagged(
+            &mut written,
+            "m00",
+            &task_json("t\"1"),
+            "Task_Complete",
+            "multi\nline ✓",
+        );
+        assert_eq!(&written[..], [&b"id: m00\n"[..], &tagged[..]].concat());
     }
 
     #[test]

@@ -19,7 +19,18 @@ pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// becomes U+FFFD.
 pub fn write_event(out: &mut BytesMut, id: &str, event: &str, data: &str) {
     out.reserve(id.len() + event.len() + data.len() + 24);
+    write_id(out, id);
+    write_body(out, event, data);
+}
+
+/// Appends the `id` line of a frame whose body ([`write_body`]) is shared with other clients:
+/// a multi-task stream writes its own cursor before the body every subscriber shares.
+pub fn write_id(out: &mut BytesMut, id: &str) {
     write_field(out, "id", id);
+}
+
+/// Appends the `event` and `data` lines and the blank line that dispatches the frame.
+pub fn write_body(out: &mut BytesMut, event: &str, data: &str) {
     write_field(out, "event", event);
     write_data(out, data);
     out.put_u8(b'\n');
@@ -29,6 +40,14 @@ pub fn write_event(out: &mut BytesMut, id: &str, event: &str, data: &str) {
 pub fn event(id: &str, event: &str, data: &str) -> Bytes {
     let mut out = BytesMut::new();
     write_event(&mut out, id, event, data);
+    out.freeze()
+}
+
+/// An event frame without an `id` line, for streams that resume by taking a new snapshot
+/// rather than by cursor (an empty `id:` would reset the client's last event id).
+pub fn event_without_id(event: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    write_body(&mut out, event, data);
     out.freeze()
 }
 
@@ -153,6 +172,14 @@ mod tests {
         let big = "ü✓🚀".repeat(100_000);
         let out = frame("1", "x", &big);
         assert_eq!(out, format!("id: 1\nevent: x\ndata: {big}\n\n"));
+    }
+
+    #[test]
+    fn an_event_without_an_id_has_no_id_line() {
+        assert_eq!(
+            &event_without_id("task", "{}")[..],
+            b"event: task\ndata: {}\n\n"
+        );
     }
 
     #[test]

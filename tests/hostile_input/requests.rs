@@ -33,7 +33,10 @@ fn the_bad_input_table() {
     let (runtime, server) = server();
     let stream = "/tasks/t/events/stream";
     let long_cursor = format!("YQ:{}", "1".repeat(5000));
-    let long_path = format!("/tasks/{}/events/stream", "a".repeat(5000));
+    let long_path = format!(
+        "/tasks/{}/events/stream",
+        "a".repeat(taskstream::config::DEFAULT_MAX_URL_BYTES)
+    );
     let huge_header = "x".repeat(20_000);
     let cases: Vec<(String, Vec<u8>, u16)> = vec![
         // Cursors: malformed, oversized, ambiguous.

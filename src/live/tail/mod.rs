@@ -10,8 +10,8 @@
 
 mod plan;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use self::plan::{Head, LargeFrames, Notified, OnEvent, Step};
 use crate::db::{Db, DbError, PageLimit, Session, TaskPosition};
 use crate::live::notice::NotifiedEvent;
-use crate::wire::event;
+use crate::wire::event::{self, Encoded};
 
 /// Messages a tail keeps for its subscribers. A subscriber that falls further behind than this
 /// is told it lagged and catches up from the table, so memory per tail stays bounded however
@@ -44,8 +44,12 @@ pub(crate) enum Live {
     Advanced { session: Arc<Session>, seq: i64 },
     /// The task is no longer `InProgress` (or is gone); `head` is the last event the tail
     /// published (`None` if the task had no session). A subscriber exactly there completes;
-    /// one behind catches up first.
-    Complete { head: Option<(Arc<Session>, i64)> },
+    /// one behind catches up first. `status` is the status it left `InProgress` for (`None`:
+    /// deleted).
+    Complete {
+        head: Option<(Arc<Session>, i64)>,
+        status: Option<Arc<str>>,
+    },
 }
 
 /// One event as every subscriber of a tail receives it.
@@ -53,8 +57,11 @@ pub(crate) enum Live {
 pub(crate) struct LiveEvent {
     pub(crate) session: Arc<Session>,
     pub(crate) seq: i64,
-    /// The whole SSE frame.
-    pub(crate) frame: Bytes,
+    /// The whole single-task SSE frame, and where its parts are.
+    pub(crate) encoded: Encoded,
+    /// The body of its multi-task frame, made by the first multi-task subscriber that needs it
+    /// and shared by the others.
+    pub(crate) tagged: OnceLock<Bytes>,
     /// When its notification arrived (for the notification-to-send latency), if it came from
     /// one rather than from a table read.
     pub(crate) notified_at: Option<Instant>,
@@ -253,8 +260,8 @@ impl Tail {
                 }
             }
         }
-        if position.is_some_and(|p| !p.in_progress) {
-            self.publish_complete();
+        if let Some(position) = position.filter(|p| !p.in_progress) {
+            self.publish_complete(Some(&position.status));
         }
     }
 
@@ -296,7 +303,7 @@ impl Tail {
             }
         }
         if catchup.complete {
-            self.publish_complete();
+            self.publish_complete(position.as_ref().map(|p| p.status.as_str()));
         }
     }
 
@@ -328,19 +335,20 @@ impl Tail {
         content: &str,
         notified_at: Option<Instant>,
     ) {
-        let frame = event::frame(&session.cursor(seq), event_type, content);
+        let encoded = event::encode(&session.cursor(seq), event_type, content);
         self.head = Some(Head {
             session: Some(session.clone()),
             seq,
         });
         if self
             .large
-            .admit(frame.len(), self.live.len(), self.limit.bytes)
+            .admit(encoded.frame.len(), self.live.len(), self.limit.bytes)
         {
             self.broadcast(Live::Event(Arc::new(LiveEvent {
                 session,
                 seq,
-                frame,
+                encoded,
+                tagged: OnceLock::new(),
                 notified_at,
             })));
         } else {
@@ -350,19 +358,20 @@ impl Tail {
         }
     }
 
-    fn publish_complete(&mut self) {
+    fn publish_complete(&mut self, status: Option<&str>) {
         let head = self
             .head
             .as_ref()
             .and_then(|head| Some((head.session.clone()?, head.seq)));
-        self.broadcast(Live::Complete { head });
+        let status = status.map(Arc::from);
+        self.broadcast(Live::Complete { head, status });
     }
 
     /// Sends a message to every subscriber, counting it for [`LargeFrames`]. No subscriber
     /// listening right now is not an error: they read the table.
     fn broadcast(&mut self, live: Live) {
         let frame = match &live {
-            Live::Event(event) => event.frame.len(),
+            Live::Event(event) => event.encoded.frame.len(),
             Live::Advanced { .. } | Live::Complete { .. } => 0,
         };
         self.large.sent(frame);

@@ -38,37 +38,49 @@ pub fn assert_ledger(events: &[SseEvent], expected: &[String], who: &str) {
 /// the stream ends without `complete`, when the connection is refused or cut, or on `503`, it
 /// waits a little and resumes from its last cursor (on the next address of `addrs`, round
 /// robin). Returns every event received before `complete`, in order.
-pub async fn follow(addrs: &[SocketAddr], task: &str, mut cursor: Option<String>) -> Vec<SseEvent> {
-    let deadline = Instant::now() + FOLLOW_DEADLINE;
-    let path = format!("/tasks/{task}/events/stream");
+pub async fn follow(addrs: &[SocketAddr], task: &str, cursor: Option<String>) -> Vec<SseEvent> {
     let mut received = Vec::new();
+    let path = format!("/tasks/{task}/events/stream");
+    follow_path(addrs, &path, cursor, |event| received.push(event)).await;
+    received
+}
+
+/// Follows the stream at `path` as [`follow`] does, handing each event before `complete` to
+/// `on_event`; a `204` (a cursor with nothing left) ends it too.
+pub async fn follow_path(
+    addrs: &[SocketAddr],
+    path: &str,
+    mut cursor: Option<String>,
+    mut on_event: impl FnMut(SseEvent),
+) {
+    let deadline = Instant::now() + FOLLOW_DEADLINE;
     for attempt in 0.. {
         assert!(
             Instant::now() < deadline,
-            "{task}: no complete after {attempt} attempts"
+            "{path}: no complete after {attempt} attempts"
         );
         let addr = addrs[attempt % addrs.len()];
         let headers: Vec<(&str, &str)> = cursor
             .iter()
             .map(|c| ("last-event-id", c.as_str()))
             .collect();
-        match Response::try_request("GET", addr, &path, &headers).await {
+        match Response::try_request("GET", addr, path, &headers).await {
             Ok(mut response) if response.status == 200 => {
                 while let Some(event) = response.next_within(WAIT).await {
                     cursor = Some(event.id.clone());
                     if event.event == "complete" {
-                        return received;
+                        return;
                     }
-                    received.push(event);
+                    on_event(event);
                 }
             }
+            Ok(response) if response.status == 204 => return,
             Ok(response) if response.status == 503 => {}
-            Ok(response) => panic!("{task}: unexpected status {}", response.status),
+            Ok(response) => panic!("{path}: unexpected status {}", response.status),
             Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(50 + 10 * (attempt as u64 % 10))).await;
     }
-    unreachable!("the loop returns or panics")
 }
 
 /// The task's latest session as a client must see it: `cursor content` per committed row, in

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! From the top down: a module uses only modules listed after it.
-//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags.
+//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags;
+//!   [`soak`]: the chaos soak (`--soak`), a run of its own.
 //! - [`scenarios`]: how one (scenario, system) run goes and what it measures.
 //! - [`plot`]: the latency SVG; [`report`]: the JSON and Markdown results; [`targets`]:
 //!   issue 4's targets checked against them; [`record`]: what one (scenario, system) run
@@ -42,6 +43,7 @@ mod report;
 mod scenarios;
 mod session;
 mod shared;
+mod soak;
 mod sse;
 mod suite;
 mod sysinfo;
@@ -71,7 +73,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(suite::run(cli, files)) {
+    let run = async {
+        match cli.soak {
+            Some(duration) => {
+                let bin = match &cli.server_bin {
+                    Some(bin) => bin.clone(),
+                    None => suite::build_server()?,
+                };
+                soak::run(duration, bin, cli.out.clone(), files).await
+            }
+            None => suite::run(cli, files).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

@@ -403,7 +403,7 @@ fn summary(run: &RunRecord) -> String {
 /// and returns its path. No `-p`: with the workspace's default members selected, features
 /// resolve as for `cargo build --release` and `cargo run --release`, so the three share one
 /// binary instead of relinking each other's.
-fn build_server() -> Result<PathBuf, String> {
+pub fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     eprintln!("bench: building the release server (cargo build --release --bin taskstream)");
@@ -470,7 +470,7 @@ async fn target_version(addr: SocketAddr, url: &str) -> String {
 }
 
 /// `taskstream --version` and the commit it was built from.
-fn taskstream_version(bin: &Path) -> String {
+pub fn taskstream_version(bin: &Path) -> String {
     let version = sysinfo::command_line(&bin.display().to_string(), &["--version"])
         .unwrap_or_else(|| "unknown".to_owned());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -5,7 +5,8 @@
 //! # Layout
 //! From the top down: a module uses only modules listed after it.
 //! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags;
-//!   [`soak`]: the chaos soak (`--soak`), a run of its own.
+//!   [`soak`]: the chaos soak (`--soak`) and [`scaling`]: the write ceiling against
+//!   instances and listeners (`--scaling`), runs of their own.
 //! - [`scenarios`]: how one (scenario, system) run goes and what it measures.
 //! - [`plot`]: the latency SVG; [`report`]: the JSON and Markdown results; [`targets`]:
 //!   issue 4's targets checked against them; [`record`]: what one (scenario, system) run
@@ -40,6 +41,7 @@ mod plot;
 mod process;
 mod record;
 mod report;
+mod scaling;
 mod scenarios;
 mod session;
 mod shared;
@@ -74,15 +76,16 @@ fn main() -> ExitCode {
         }
     };
     let run = async {
+        if cli.soak.is_none() && !cli.scaling {
+            return suite::run(cli, files).await;
+        }
+        let bin = match &cli.server_bin {
+            Some(bin) => bin.clone(),
+            None => suite::build_server()?,
+        };
         match cli.soak {
-            Some(duration) => {
-                let bin = match &cli.server_bin {
-                    Some(bin) => bin.clone(),
-                    None => suite::build_server()?,
-                };
-                soak::run(duration, bin, cli.out.clone(), files).await
-            }
-            None => suite::run(cli, files).await,
+            Some(duration) => soak::run(duration, bin, cli.out.clone(), files).await,
+            None => scaling::run(bin, cli.out.clone(), files).await,
         }
     };
     match runtime.block_on(run) {

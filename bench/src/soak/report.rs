@@ -144,7 +144,7 @@ impl SoakReport {
                 .map_or(0, |d| d.as_secs()),
             machine: sysinfo::machine(files),
             taskstream: crate::suite::taskstream_version(bin),
-            loadavg: [loadavg(), String::new()],
+            loadavg: [sysinfo::loadavg(), String::new()],
             duration_s: duration.as_secs_f64(),
             seconds: 0.0,
             load: "3 instances on one database (--keepalive 2s --drain-deadline 1s); \
@@ -198,7 +198,7 @@ impl SoakReport {
 
     /// The verdict and the closing figures.
     pub fn finish(&mut self) {
-        self.loadavg[1] = loadavg();
+        self.loadavg[1] = sysinfo::loadavg();
         for fault in &self.faults {
             if fault.injected {
                 *self
@@ -236,14 +236,8 @@ impl SoakReport {
                 bench.parent().unwrap_or(bench).join("target/bench-soak")
             }
         });
-        std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         let md = self.markdown();
-        for (ext, text) in [("json", json), ("md", md.clone())] {
-            let path = out.join(format!("{}.{ext}", self.name));
-            std::fs::write(&path, text + "\n")
-                .map_err(|e| format!("write {}: {e}", path.display()))?;
-        }
+        crate::report::write_pair(&out, &self.name, self, &md)?;
         println!("{md}");
         println!("soak: results in {}/{}.json, .md", out.display(), self.name);
         if self.passed {
@@ -365,12 +359,6 @@ impl SoakReport {
         }
         md
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn round1(v: f64) -> f64 {

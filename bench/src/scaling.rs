@@ -16,13 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskstream::embedded_nats::NatsServer;
-use taskstream::embedded_pg::Cluster;
 use taskstream::live::pg_listener::APPLICATION_NAME as LISTEN_APPLICATION;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::client::Target;
-use crate::dbstats::{self, Monitor, RunDb};
+use crate::dbstats::{self, RunDb};
 use crate::fleet::Fleet;
 use crate::ledger::Tally;
 use crate::peers::spawn_taskstream;
@@ -111,12 +110,7 @@ pub struct ScalingReport {
 
 /// Runs every measurement and writes the results; `Ok(false)` when a client's ledger failed.
 pub async fn run(server_bin: PathBuf, out: Option<PathBuf>, files: u64) -> Result<bool, String> {
-    eprintln!("scaling: starting a private PostgreSQL");
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    let (cluster, monitor) = crate::suite::private_database("scaling").await?;
     let nats = tokio::task::spawn_blocking(NatsServer::start)
         .await
         .map_err(|e| e.to_string())?

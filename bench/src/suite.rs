@@ -188,15 +188,23 @@ async fn start_database(cli: &Cli) -> Result<(Option<Cluster>, Monitor), String>
     match &cli.database_url {
         Some(url) => Ok((None, Monitor::shared(url).await?)),
         None => {
-            eprintln!("bench: starting a private PostgreSQL");
-            let cluster = tokio::task::spawn_blocking(Cluster::start)
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let monitor = Monitor::start(&cluster.url("postgres")).await?;
+            let (cluster, monitor) = private_database("bench").await?;
             Ok((Some(cluster), monitor))
         }
     }
+}
+
+/// A private PostgreSQL cluster (stopped when the handle drops, or by its watchdog if this
+/// process dies) with the template every run database is copied from; `who` prefixes the
+/// progress line.
+pub async fn private_database(who: &str) -> Result<(Cluster, Monitor), String> {
+    eprintln!("{who}: starting a private PostgreSQL");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    Ok((cluster, monitor))
 }
 
 /// The versions of everything measured.

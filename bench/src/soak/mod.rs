@@ -23,7 +23,6 @@ use taskstream::embedded_pg::Cluster;
 use taskstream::live::pg_listener::APPLICATION_NAME as LISTEN_APPLICATION;
 use tokio::time::Instant;
 
-use crate::dbstats::Monitor;
 use crate::pg::{self, pg_error};
 use instances::Instances;
 use load::{Load, WriterPlan};
@@ -74,14 +73,8 @@ pub async fn run(
         .to_string()
         .replace(' ', "");
     let mut report = SoakReport::new(&label, duration, files, &server_bin);
-    eprintln!("soak: starting a private PostgreSQL");
-    let cluster = Arc::new(
-        tokio::task::spawn_blocking(Cluster::start)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
-    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    let (cluster, monitor) = crate::suite::private_database("soak").await?;
+    let cluster = Arc::new(cluster);
     let db = monitor.create(0).await?;
     drop(monitor);
     let url = db.url.clone();

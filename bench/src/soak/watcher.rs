@@ -12,16 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper::header::{ACCEPT, HOST, HeaderValue};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http_body_util::BodyExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::client::{open, stream_request};
 use crate::payload::unix_nanos;
 use crate::shared::latency_histogram;
 use crate::sse::{Frame, SseReader};
@@ -293,18 +289,12 @@ impl Watcher {
 
     /// One connection to `addr`, read until it ends.
     async fn connection(&mut self, addr: SocketAddr) -> Ended {
-        let tcp = match TcpStream::connect(addr).await {
-            Ok(tcp) => tcp,
-            Err(error) => return Ended::Failed(format!("connect {addr}: {error}")),
+        let (mut sender, connection) = match open(addr).await {
+            Ok(pair) => pair,
+            Err(error) => return Ended::Failed(error),
         };
-        let _ = tcp.set_nodelay(true);
-        let (mut sender, connection) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-                Ok(pair) => pair,
-                Err(error) => return Ended::Failed(format!("handshake: {error}")),
-            };
         tokio::pin!(connection);
-        let request = match self.request(addr) {
+        let request = match stream_request(addr, &self.path, self.reader.last_id()) {
             Ok(request) => request,
             Err(error) => return Ended::Failed(error),
         };
@@ -372,21 +362,6 @@ impl Watcher {
                 () = &mut own, if own_deadline.is_some() => return Ended::Own,
             }
         }
-    }
-
-    fn request(&self, addr: SocketAddr) -> Result<Request<Empty<Bytes>>, String> {
-        let mut request = Request::get(self.path.as_str())
-            .header(HOST, addr.to_string())
-            .header(ACCEPT, "text/event-stream");
-        let cursor = self.reader.last_id();
-        if !cursor.is_empty() {
-            let value = HeaderValue::from_bytes(cursor)
-                .map_err(|_| format!("cursor {cursor:?} is not a valid header value"))?;
-            request = request.header("last-event-id", value);
-        }
-        request
-            .body(Empty::new())
-            .map_err(|error| format!("request: {error}"))
     }
 
     fn chunk(&mut self, data: &[u8]) {

@@ -23,6 +23,8 @@ pub const DRAIN_DEADLINE: &str = "1s";
 /// How long a drained instance may take to exit before it counts as a failed drain: ten
 /// times its deadline, so that only a hang, never a slow machine, fails it.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
+/// The lowest port the instances may listen on.
+const FIRST_PORT: u16 = 20_000;
 /// Attempts to start an instance (its port may still be held for a moment after a kill).
 const START_ATTEMPTS: usize = 5;
 
@@ -70,8 +72,9 @@ impl Instances {
             incarnations: Vec::new(),
             failures: Vec::new(),
         };
+        let mut port = 0;
         for _ in 0..INSTANCES {
-            let port = free_port()?;
+            port = free_port(port + 1)?;
             instances.slots.push(Slot {
                 port,
                 child: None,
@@ -242,11 +245,16 @@ fn signal_and_wait(child: &mut Child) -> Option<Duration> {
     None
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("free port: {e}"))
+/// A free loopback port below the kernel's ephemeral range: a port from that range could be
+/// taken as the local port of one of the clients' own connections while its instance is down,
+/// and the instance could then not start again on it.
+fn free_port(after: u16) -> Result<u16, String> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let first = after.max(FIRST_PORT + (std::process::id() % 4_096) as u16);
+    (first..ephemeral_low)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .ok_or_else(|| format!("no free loopback port between {first} and {ephemeral_low}"))
 }

@@ -24,9 +24,9 @@ pub struct Cli {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Where results go [default: bench/results for the complete full run only; otherwise
-    /// target/bench-quick or target/bench-partial, so that no other run overwrites the
-    /// committed results].
+    /// Where results go [default: bench/results for the complete full run, a soak of 10m or
+    /// more and --scaling; otherwise target/bench-quick, target/bench-partial or
+    /// target/bench-soak, so that no trial run overwrites the committed results].
     #[arg(long)]
     pub out: Option<PathBuf>,
 

@@ -123,7 +123,7 @@ pub struct SoakReport {
     /// The ledger.
     pub account: Account,
     /// Write-to-receive latency of events written and received while no fault ran (from 2 s
-    /// after a fault ended), ms.
+    /// after a fault ended), at every client but the slow readers, ms.
     pub latency_between_faults_ms: Option<Percentiles>,
     /// Every instance process, with its memory.
     pub instances: Vec<Incarnation>,
@@ -313,7 +313,8 @@ impl SoakReport {
         );
         if let Some(p) = &self.latency_between_faults_ms {
             md.push_str(&format!(
-                "| latency between faults p50 / p99 / p99.9 / max (ms, {} samples) | {:.2} / \
+                "| latency between faults, slow readers aside: p50 / p99 / p99.9 / max (ms, {} \
+                 samples) | {:.2} / \
                  {:.2} / {:.2} / {:.1} |\n",
                 p.samples, p.p50, p.p99, p.p999, p.max
             ));

@@ -62,7 +62,8 @@ pub struct Shared {
     cuts: watch::Sender<u64>,
     /// Set when the run stops waiting: every client reports what it has.
     stop: watch::Sender<bool>,
-    /// Write-to-receive latency (µs) of events written and received while no fault ran.
+    /// Write-to-receive latency (µs) of events written and received while no fault ran, at
+    /// the clients that are not slow readers.
     latency: Mutex<Histogram<u64>>,
     /// Whether a fault is being injected now.
     fault_active: AtomicBool,
@@ -368,12 +369,16 @@ impl Watcher {
         let arrived_ns = unix_nanos();
         let report = &mut self.report;
         let shared = &self.shared;
+        // A slow reader's delay is its own: the latency figure is that of clients that read.
+        let timed = report.behaviour != Behaviour::Slow;
         let mut delivered = 0;
         self.reader.feed(data, |frame| match frame {
             Frame::Bench(event) => {
                 report.received.push(event.index);
                 delivered += 1;
-                shared.record(event.written_at_ns, arrived_ns);
+                if timed {
+                    shared.record(event.written_at_ns, arrived_ns);
+                }
             }
             Frame::Complete => report.completed = true,
             Frame::Other => {}

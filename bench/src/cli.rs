@@ -1,6 +1,7 @@
 //! The benchmark's command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -23,9 +24,9 @@ pub struct Cli {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Where results go [default: bench/results for the complete full run only; otherwise
-    /// target/bench-quick or target/bench-partial, so that no other run overwrites the
-    /// committed results].
+    /// Where results go [default: bench/results for the complete full run, a soak of 10m or
+    /// more and --scaling; otherwise target/bench-quick, target/bench-partial or
+    /// target/bench-soak, so that no trial run overwrites the committed results].
     #[arg(long)]
     pub out: Option<PathBuf>,
 
@@ -60,6 +61,20 @@ pub struct Cli {
     /// (without it they are not).
     #[arg(long, requires = "target_url")]
     pub server_pid: Option<u32>,
+
+    /// Chaos soak instead of the scenarios: three instances under a mixed load with faults on
+    /// a fixed schedule for this long (e.g. 30s, 10m), then a ledger of every client against
+    /// the table. Fails on any lost or duplicated event, a task not seen to complete, or a
+    /// crash; never on timing. Results: bench/results from 10m on, else target/bench-soak.
+    #[arg(long, value_parser = humantime::parse_duration,
+          conflicts_with_all = ["quick", "target_url", "scaling"])]
+    pub soak: Option<Duration>,
+
+    /// The write ceiling with 1, 4 and 16 instances on one database (plain and bus mode, event
+    /// and address-only payloads), and PostgreSQL alone with 0–64 draining LISTEN connections.
+    /// Results: bench/results/scaling.{json,md}.
+    #[arg(long, conflicts_with_all = ["quick", "target_url"])]
+    pub scaling: bool,
 
     /// The taskstream binary to run [default: built with `cargo build --release` first, so the
     /// figures are never those of a stale binary].

@@ -5,12 +5,14 @@
 //! The connection is driven inside the client's own task (no second task per client), and
 //! the clock is read once per received chunk: that is when the bytes arrived.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::header::{ACCEPT, HOST, HeaderValue};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -135,6 +137,43 @@ pub async fn run(
     report
 }
 
+/// The two halves of a client's HTTP/1 connection.
+pub type Http1 = (
+    SendRequest<Empty<Bytes>>,
+    Connection<TokioIo<TcpStream>, Empty<Bytes>>,
+);
+
+/// Opens an HTTP/1 connection to `addr` (no Nagle: frames are small and latency is measured).
+pub async fn open(addr: SocketAddr) -> Result<Http1, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("connect {addr}: {error}"))?;
+    let _ = tcp.set_nodelay(true);
+    hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|error| format!("handshake: {error}"))
+}
+
+/// The request of a stream at `path`, resuming after `cursor` (empty: from the start) with
+/// `Last-Event-ID`, as EventSource does.
+pub fn stream_request(
+    addr: SocketAddr,
+    path: &str,
+    cursor: &[u8],
+) -> Result<Request<Empty<Bytes>>, String> {
+    let mut request = Request::get(path)
+        .header(HOST, addr.to_string())
+        .header(ACCEPT, "text/event-stream");
+    if !cursor.is_empty() {
+        let value = HeaderValue::from_bytes(cursor)
+            .map_err(|_| format!("cursor {cursor:?} is not a valid header value"))?;
+        request = request.header("last-event-id", value);
+    }
+    request
+        .body(Empty::new())
+        .map_err(|error| format!("request: {error}"))
+}
+
 /// A client's working state.
 struct Client {
     id: usize,
@@ -164,18 +203,12 @@ impl Client {
             permit = shared.connect_permits.acquire() => permit.expect("the semaphore is never closed"),
             _ = control.changed() => return Ended::Told,
         };
-        let tcp = match TcpStream::connect(shared.addr).await {
-            Ok(tcp) => tcp,
-            Err(error) => return Ended::Failed(format!("connect: {error}")),
+        let (mut sender, connection) = match open(shared.addr).await {
+            Ok(pair) => pair,
+            Err(error) => return Ended::Failed(error),
         };
-        let _ = tcp.set_nodelay(true);
-        let (mut sender, connection) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-                Ok(pair) => pair,
-                Err(error) => return Ended::Failed(format!("handshake: {error}")),
-            };
         tokio::pin!(connection);
-        let request = match self.request() {
+        let request = match stream_request(shared.addr, &self.target.path, self.reader.last_id()) {
             Ok(request) => request,
             Err(error) => return Ended::Failed(error),
         };
@@ -227,21 +260,6 @@ impl Client {
                 _ = control.changed() => return Ended::Told,
             }
         }
-    }
-
-    fn request(&self) -> Result<Request<Empty<Bytes>>, String> {
-        let mut request = Request::get(self.target.path.as_str())
-            .header(HOST, self.shared.addr.to_string())
-            .header(ACCEPT, "text/event-stream");
-        let cursor = self.reader.last_id();
-        if !cursor.is_empty() {
-            let value = HeaderValue::from_bytes(cursor)
-                .map_err(|_| format!("cursor {cursor:?} is not a valid header value"))?;
-            request = request.header("last-event-id", value);
-        }
-        request
-            .body(Empty::new())
-            .map_err(|error| format!("request: {error}"))
     }
 
     /// Reads one chunk of the body.

@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! From the top down: a module uses only modules listed after it.
-//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags.
+//! - [`suite`]: the whole run, from PostgreSQL to the written results; [`cli`]: the flags;
+//!   [`soak`]: the chaos soak (`--soak`) and [`scaling`]: the write ceiling against
+//!   instances and listeners (`--scaling`), runs of their own.
 //! - [`scenarios`]: how one (scenario, system) run goes and what it measures.
 //! - [`plot`]: the latency SVG; [`report`]: the JSON and Markdown results; [`targets`]:
 //!   issue 4's targets checked against them; [`record`]: what one (scenario, system) run
@@ -43,9 +45,11 @@ mod plot;
 mod process;
 mod record;
 mod report;
+mod scaling;
 mod scenarios;
 mod session;
 mod shared;
+mod soak;
 mod sse;
 mod suite;
 mod sysinfo;
@@ -75,7 +79,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(suite::run(cli, files)) {
+    let run = async {
+        if cli.soak.is_none() && !cli.scaling {
+            return suite::run(cli, files).await;
+        }
+        let bin = match &cli.server_bin {
+            Some(bin) => bin.clone(),
+            None => suite::build_server()?,
+        };
+        match cli.soak {
+            Some(duration) => soak::run(duration, bin, cli.out.clone(), files).await,
+            None => scaling::run(bin, cli.out.clone(), files).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

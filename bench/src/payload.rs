@@ -60,6 +60,11 @@ pub fn content(written_at_ns: u64, index: u64) -> String {
     format!(r#"{{"t":{written_at_ns},"n":{index}}}"#)
 }
 
+/// The index of a stored content (as the table holds it, unescaped), if it is the writer's.
+pub fn parse_content(content: &str) -> Option<u64> {
+    number_after(content.as_bytes(), br#""n":"#)
+}
+
 /// The wall clock in Unix nanoseconds: the writer stamps events with it and the client reads
 /// it on arrival, so latency is the difference of the two.
 pub fn unix_nanos() -> u64 {
@@ -82,6 +87,12 @@ mod tests {
                 index: 9
             })
         );
+    }
+
+    #[test]
+    fn the_stored_content_gives_its_index_back() {
+        assert_eq!(parse_content(&content(42, 9)), Some(9));
+        assert_eq!(parse_content("hello"), None);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub enum RunningPeer {
         /// Where it listens.
         addr: SocketAddr,
         /// The end of its stderr.
-        log: Arc<Mutex<Vec<String>>>,
+        log: ServerLog,
     },
     /// A private nginx.
     Nchan(Nginx),
@@ -135,9 +135,19 @@ impl PeerSetup {
     }
 }
 
-fn start_taskstream(bin: &Path, database_url: &str, args: &[&str]) -> Result<RunningPeer, String> {
+/// The end of a server's stderr, kept for error messages.
+pub type ServerLog = Arc<Mutex<Vec<String>>>;
+
+/// Starts a taskstream process on `listen` (`127.0.0.1:0` for any free port) and waits for
+/// the address it prints; the soak and the scaling runs start theirs with this too.
+pub fn spawn_taskstream(
+    bin: &Path,
+    database_url: &str,
+    listen: &str,
+    args: &[&str],
+) -> Result<(Child, SocketAddr, ServerLog), String> {
     let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["--listen", listen, "--log", "warn"])
         // Room for every scenario's streams (10,000 at most) and the HTTP/2 idle run's
         // connections beside them, as issue 18 runs it.
         .args(["--max-streams", "20000"])
@@ -171,7 +181,7 @@ fn start_taskstream(bin: &Path, database_url: &str, args: &[&str]) -> Result<Run
                 let addr = addr
                     .parse()
                     .map_err(|e| format!("the server printed address {addr:?}: {e}"))?;
-                return Ok(RunningPeer::Taskstream { child, addr, log });
+                return Ok((child, addr, log));
             }
             Err(mpsc::RecvTimeoutError::Timeout)
                 if Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) => {}
@@ -182,6 +192,11 @@ fn start_taskstream(bin: &Path, database_url: &str, args: &[&str]) -> Result<Run
             }
         }
     }
+}
+
+fn start_taskstream(bin: &Path, database_url: &str, args: &[&str]) -> Result<RunningPeer, String> {
+    let (child, addr, log) = spawn_taskstream(bin, database_url, "127.0.0.1:0", args)?;
+    Ok(RunningPeer::Taskstream { child, addr, log })
 }
 
 impl RunningPeer {

@@ -53,14 +53,7 @@ pub struct Results {
 impl Results {
     /// Writes `<dir>/<name>.json` and `<dir>/<name>.md`.
     pub fn write(&self, dir: &Path) -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let json_path = dir.join(format!("{}.json", self.name));
-        std::fs::write(&json_path, json + "\n")
-            .map_err(|e| format!("write {}: {e}", json_path.display()))?;
-        let md_path = dir.join(format!("{}.md", self.name));
-        std::fs::write(&md_path, self.markdown())
-            .map_err(|e| format!("write {}: {e}", md_path.display()))
+        write_pair(dir, &self.name, self, &self.markdown())
     }
 
     /// The Markdown report: the machine, then one table row per run.
@@ -201,6 +194,23 @@ fn number(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+/// Writes `<name>.json` (`value`) and `<name>.md` (`markdown`) into `dir`, creating it: every
+/// kind of run (scenarios, soak, scaling) stores its results this way.
+pub fn write_pair(
+    dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+    markdown: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    let json_path = dir.join(format!("{name}.json"));
+    std::fs::write(&json_path, json + "\n")
+        .map_err(|e| format!("write {}: {e}", json_path.display()))?;
+    let md_path = dir.join(format!("{name}.md"));
+    std::fs::write(&md_path, markdown).map_err(|e| format!("write {}: {e}", md_path.display()))
 }
 
 #[cfg(test)]

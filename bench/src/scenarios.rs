@@ -702,7 +702,7 @@ impl Run<'_> {
 }
 
 /// Runs every writer's batch at once; the combined rate.
-async fn write_all(writers: &mut [Writer], spec: WriteSpec) -> Result<WriteReport, String> {
+pub async fn write_all(writers: &mut [Writer], spec: WriteSpec) -> Result<WriteReport, String> {
     let reports = futures_util::future::join_all(writers.iter_mut().map(|w| w.write(spec))).await;
     let mut total = WriteReport::default();
     for report in reports {

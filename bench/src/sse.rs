@@ -18,7 +18,9 @@ pub enum Frame {
     /// An event carrying the writer's timestamp and index, and its lane (the index of its task
     /// in a multi-task stream; 0 otherwise).
     Bench(usize, BenchEvent),
-    /// An event whose data carries no benchmark fields (e.g. the server's `complete`).
+    /// The server's terminal `complete` event: the task ended and the stream ends after it.
+    Complete,
+    /// An event whose data carries no benchmark fields.
     Other,
 }
 
@@ -33,6 +35,8 @@ pub struct SseReader {
     pending_id: Option<Vec<u8>>,
     /// The benchmark fields of the frame being read, once its data line was seen.
     pending: Option<Frame>,
+    /// Whether the frame being read is named `complete`.
+    pending_complete: bool,
     /// The id of the last dispatched frame that had one.
     last_id: Vec<u8>,
     /// A multi-task stream's tasks, by id, and their lanes (empty: a single-task stream, whose
@@ -86,6 +90,7 @@ impl SseReader {
         self.partial.clear();
         self.pending_id = None;
         self.pending = None;
+        self.pending_complete = false;
     }
 
     fn line(&mut self, line: &[u8], on_frame: &mut impl FnMut(Frame)) {
@@ -95,8 +100,13 @@ impl SseReader {
                 self.last_id = id;
             }
             if let Some(frame) = self.pending.take() {
-                on_frame(frame);
+                if std::mem::take(&mut self.pending_complete) {
+                    on_frame(Frame::Complete);
+                } else {
+                    on_frame(frame);
+                }
             }
+            self.pending_complete = false;
         } else if let Some(value) = line.strip_prefix(b"data:") {
             if self.pending.is_none() {
                 let lane = if self.lanes.is_empty() {
@@ -109,6 +119,8 @@ impl SseReader {
                     _ => Frame::Other,
                 });
             }
+        } else if line == b"event: complete" || line == b"event:complete" {
+            self.pending_complete = true;
         } else if let Some(value) = line.strip_prefix(b"id:") {
             let value = value.strip_prefix(b" ").unwrap_or(value);
             self.pending_id = Some(value.to_vec());
@@ -211,8 +223,11 @@ mod tests {
     }
 
     #[test]
-    fn data_without_benchmark_fields_is_another_event() {
-        let (frames, _) = read(&[b"id: x:1:c\nevent: complete\ndata: {}\n\n"]);
+    fn data_without_benchmark_fields_is_another_event_and_complete_is_its_own() {
+        let (frames, _) = read(&[b"id: x:1\nevent: cost\ndata: {}\n\n"]);
         assert_eq!(frames, [Frame::Other]);
+        let (frames, reader) = read(&[b"id: x:1:c\nevent: complete\ndata: {}\n\n"]);
+        assert_eq!(frames, [Frame::Complete]);
+        assert_eq!(reader.last_id(), b"x:1:c");
     }
 }

@@ -191,15 +191,23 @@ async fn start_database(cli: &Cli) -> Result<(Option<Cluster>, Monitor), String>
     match &cli.database_url {
         Some(url) => Ok((None, Monitor::shared(url).await?)),
         None => {
-            eprintln!("bench: starting a private PostgreSQL");
-            let cluster = tokio::task::spawn_blocking(Cluster::start)
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let monitor = Monitor::start(&cluster.url("postgres")).await?;
+            let (cluster, monitor) = private_database("bench").await?;
             Ok((Some(cluster), monitor))
         }
     }
+}
+
+/// A private PostgreSQL cluster (stopped when the handle drops, or by its watchdog if this
+/// process dies) with the template every run database is copied from; `who` prefixes the
+/// progress line.
+pub async fn private_database(who: &str) -> Result<(Cluster, Monitor), String> {
+    eprintln!("{who}: starting a private PostgreSQL");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let monitor = Monitor::start(&cluster.url("postgres")).await?;
+    Ok((cluster, monitor))
 }
 
 /// The versions of everything measured.
@@ -406,7 +414,7 @@ fn summary(run: &RunRecord) -> String {
 /// and returns its path. No `-p`: with the workspace's default members selected, features
 /// resolve as for `cargo build --release` and `cargo run --release`, so the three share one
 /// binary instead of relinking each other's.
-fn build_server() -> Result<PathBuf, String> {
+pub fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     eprintln!("bench: building the release server (cargo build --release --bin taskstream)");
@@ -473,7 +481,7 @@ async fn target_version(addr: SocketAddr, url: &str) -> String {
 }
 
 /// `taskstream --version` and the commit it was built from.
-fn taskstream_version(bin: &Path) -> String {
+pub fn taskstream_version(bin: &Path) -> String {
     let version = sysinfo::command_line(&bin.display().to_string(), &["--version"])
         .unwrap_or_else(|| "unknown".to_owned());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -140,6 +140,14 @@ pub fn machine(nofile_limit: u64) -> Machine {
     }
 }
 
+/// The load averages (1, 5, 15 minutes) from `/proc/loadavg`: how busy the shared machine was
+/// around a run.
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// The first line a command prints (stdout, else stderr), if it runs.
 pub fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let output = Command::new(program).args(args).output().ok()?;

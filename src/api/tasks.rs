@@ -71,16 +71,25 @@ pub(crate) async fn get(app: &App, headers: &HeaderMap, task_id: &str) -> Respon
     }
 }
 
+/// The page a task-list request asks for (`?limit=`, `?before=`) and the grant it holds, or the
+/// answer refusing it (`400`, `401`): what `GET /tasks` checks first, as JSON or as a stream.
+pub(crate) fn list_request(
+    app: &App,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(ListPage, Option<Grant>), Box<Response<Body>>> {
+    let page = request::list_page(query)
+        .map_err(|error| Box::new(response::error(StatusCode::BAD_REQUEST, &error.0)))?;
+    let grant = authorize(app, headers).map_err(|denied| Box::new(unauthorized(denied)))?;
+    Ok((page, grant))
+}
+
 /// `GET /tasks` as JSON: newest first, `?limit=` (1 to 200, default 50) and `?before=` (the
 /// `next` of the previous page); with authentication on, only the tasks the token may read.
 pub(crate) async fn list(app: &App, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
-    let page = match request::list_page(query) {
-        Ok(page) => page,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
-    let grant = match authorize(app, headers) {
-        Ok(grant) => grant,
-        Err(denied) => return unauthorized(denied),
+    let (page, grant) = match list_request(app, headers, query) {
+        Ok(request) => request,
+        Err(refused) => return *refused,
     };
     match read_page(app, &page, grant.as_ref()).await {
         Ok((tasks, more)) => {

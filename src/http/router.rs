@@ -472,13 +472,9 @@ async fn task_list_stream(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Response<Body> {
-    let page = match request::list_page(query) {
-        Ok(page) => page,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
-    let grant = match authorize(app, headers) {
-        Ok(grant) => grant,
-        Err(denied) => return unauthorized(denied),
+    let (page, grant) = match api::tasks::list_request(app, headers, query) {
+        Ok(request) => request,
+        Err(refused) => return *refused,
     };
     if app.shutdown.is_triggered() {
         return unavailable("shutting down");

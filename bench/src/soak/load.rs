@@ -1,15 +1,25 @@
-//! The soak's writers: agents inserting events over SQL into tasks that start, run for a while
-//! and complete (`UPDATE tasks SET status = 'Done'`) while new ones start, plus one hot task
-//! that runs from the start to the end. Each writer owns its tasks and does everything for them
-//! on its one connection, in order, so that a task's completion always follows its last insert.
+//! The soak's writers: agents inserting events into tasks that start, run for a while and
+//! complete while new ones start, plus one hot task that runs from the start to the end. Most
+//! write over SQL (`INSERT`, then `UPDATE tasks SET status = 'Done'`) on one connection; one
+//! group writes over the JSON API (`POST /tasks/{id}/events`, then `PUT /tasks/{id}`) to the
+//! instances in turn, moving to the next one when a request fails, as behind a load balancer.
+//! Each writer does everything for its tasks in order, so that a task's completion always
+//! follows its last insert.
 //!
 //! Faults break the writers' connections: a writer then reconnects and goes on. An insert whose
 //! outcome is unknown (the connection died at commit) is not retried; the ledger compares the
 //! clients with what the table holds, never with what a writer believes it committed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -25,12 +35,25 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How long a writer keeps trying to complete its tasks at the end before it gives up (the
 /// ledger then fails: those tasks were never seen complete).
 const FINISH_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest an HTTP writer waits for an answer (an instance that was killed answers nothing).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Event indexes of the held transaction's inserts start here, apart from the hot writer's.
 const HELD_BASE: u64 = 1_000_000_000;
 
-/// One group of tasks written by one connection.
+/// How a writer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// SQL on its own PostgreSQL connection.
+    Sql,
+    /// The JSON API of the instances.
+    Http,
+}
+
+/// One group of tasks written by one writer.
 #[derive(Debug, Clone)]
 pub struct WriterPlan {
+    /// How it writes its events and completes its tasks (tasks are created over SQL).
+    pub channel: Channel,
     /// Task ids are `<prefix><k>`.
     pub prefix: String,
     /// Tasks running at once.
@@ -87,6 +110,7 @@ impl Load {
                     tasks: Vec::new(),
                     next_task: 0,
                     seed: number as u64 * 7919 + 17,
+                    next_instance: number,
                     backoff: RECONNECT_MIN,
                     stats: WriterStats::default(),
                 };
@@ -134,6 +158,8 @@ struct Writer {
     tasks: Vec<Task>,
     next_task: u64,
     seed: u64,
+    /// The instance its next HTTP request goes to (HTTP writers).
+    next_instance: usize,
     /// The pause before the next reconnection attempt.
     backoff: Duration,
     stats: WriterStats,
@@ -206,6 +232,19 @@ impl Writer {
         task.next_index += 1;
         task.left = task.left.saturating_sub(1);
         let id = task.id.clone();
+        let content = payload::content(unix_nanos(), index);
+        if self.plan.channel == Channel::Http {
+            let body = serde_json::json!({
+                "session": session_of(&id),
+                "type": "assistant",
+                "content": content,
+            });
+            let path = format!("/tasks/{id}/events");
+            if self.http(Method::POST, &path, &body).await == Some(StatusCode::CREATED) {
+                self.stats.inserts += 1;
+            }
+            return;
+        }
         let Some(client) = self.connected().await else {
             return;
         };
@@ -213,11 +252,7 @@ impl Writer {
             .execute(
                 "INSERT INTO agent_events (task_id, session_id, event_type, content) \
                  VALUES ($1, $2, 'assistant', $3)",
-                &[
-                    &id,
-                    &session_of(&id),
-                    &payload::content(unix_nanos(), index),
-                ],
+                &[&id, &session_of(&id), &content],
             )
             .await;
         match result {
@@ -229,9 +264,36 @@ impl Writer {
     /// Completes task `id`, retrying until it is done (PostgreSQL always comes back from a
     /// fault; at the end the caller bounds the wait).
     async fn complete(&mut self, id: &str) {
-        let sql = "UPDATE tasks SET status = 'Done' WHERE id = $1";
-        while !self.execute(sql, id).await {}
+        if self.plan.channel == Channel::Http {
+            let body = serde_json::json!({ "status": "Done" });
+            let path = format!("/tasks/{id}");
+            while self.http(Method::PUT, &path, &body).await != Some(StatusCode::OK) {
+                tokio::time::sleep(self.backoff).await;
+            }
+        } else {
+            let sql = "UPDATE tasks SET status = 'Done' WHERE id = $1";
+            while !self.execute(sql, id).await {}
+        }
         self.stats.tasks_completed += 1;
+    }
+
+    /// One request of the JSON API to the next instance; its status, `None` when it got no
+    /// answer. A failure (no answer, or a `5xx` of an instance that drains) counts as an error
+    /// and sends the next request to the next instance.
+    async fn http(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Option<StatusCode> {
+        let instances = &self.shared.instances;
+        let addr = instances[self.next_instance % instances.len()];
+        let status = request(addr, method, path, body.to_string()).await;
+        if status.is_none_or(|status| status.is_server_error()) {
+            self.stats.errors += 1;
+            self.next_instance += 1;
+        }
+        status
     }
 
     /// Runs `sql` with `id`; `false` after a failure (the caller retries).
@@ -279,6 +341,27 @@ impl Writer {
             self.client = None;
         }
     }
+}
+
+/// One request on a new connection to `addr`; its status, `None` without an answer in time.
+async fn request(addr: SocketAddr, method: Method, path: &str, body: String) -> Option<StatusCode> {
+    let answer = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let (mut sender, connection) = http1::handshake(TokioIo::new(tcp)).await.ok()?;
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .ok()?;
+        Some(sender.send_request(request).await.ok()?.status())
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, answer)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The held-transaction fault: inserts one event into the hot task and keeps the transaction

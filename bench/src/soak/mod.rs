@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::pg::{self, pg_error};
 use instances::Instances;
-use load::{Load, WriterPlan};
+use load::{Channel, Load, WriterPlan};
 use report::{FaultRecord, SoakReport};
 use schedule::Fault;
 use watcher::{Behaviour, Shared};
@@ -38,7 +38,8 @@ const FINAL_WAIT: Duration = Duration::from_secs(120);
 /// reconnects on its own, one slow reader), completing and starting tasks as they go, and the
 /// hot task's writer. The same in every run: only the length changes.
 fn plans() -> Vec<WriterPlan> {
-    let short = |w: usize| WriterPlan {
+    let short = |w: usize, channel| WriterPlan {
+        channel,
         prefix: format!("w{w}t"),
         slots: 6,
         rate: 30.0,
@@ -49,10 +50,11 @@ fn plans() -> Vec<WriterPlan> {
     hot.extend([Behaviour::Reconnecting; 20]);
     hot.extend([Behaviour::Slow; 20]);
     vec![
-        short(0),
-        short(1),
-        short(2),
+        short(0, Channel::Sql),
+        short(1, Channel::Sql),
+        short(2, Channel::Http),
         WriterPlan {
+            channel: Channel::Sql,
             prefix: load::HOT_TASK.trim_end_matches('0').to_owned(),
             slots: 1,
             rate: 20.0,

@@ -148,8 +148,9 @@ impl SoakReport {
             duration_s: duration.as_secs_f64(),
             seconds: 0.0,
             load: "3 instances on one database (--keepalive 2s --drain-deadline 1s); \
-                   3 SQL writers × 6 running tasks at 30 events/s each, each task 15–45 events \
-                   then completed (UPDATE status) while a new one starts, each task watched by \
+                   3 writers (2 over SQL, 1 over the JSON API: POST events, PUT status) × 6 \
+                   running tasks at 30 events/s each, each task 15–45 events then completed \
+                   while a new one starts, each task watched by \
                    3 clients (steady, self-reconnecting every 0.5–4 s, slow reader); one hot task \
                    at 20 events/s watched by 200 clients (160 steady, 20 self-reconnecting, \
                    20 slow); clients spread over the instances and move to the next one when a \

@@ -57,7 +57,7 @@ pub enum Behaviour {
 #[derive(Debug)]
 pub struct Shared {
     /// The instances, in the order clients move through them.
-    instances: Vec<SocketAddr>,
+    pub instances: Vec<SocketAddr>,
     /// Bumped by the cut fault: the clients it chooses cut their connection mid-frame.
     cuts: watch::Sender<u64>,
     /// Set when the run stops waiting: every client reports what it has.

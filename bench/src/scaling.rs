@@ -1,7 +1,7 @@
 //! `--scaling`: how far writes go as instances are added (issue 14). PostgreSQL before 19
 //! signals every listening backend on each NOTIFY commit, and every plain-mode instance
-//! listens; so the write ceiling is measured with 1, 4 and 16 real instances on one database,
-//! each with live clients, in plain mode and in bus mode (NATS fan-out, at most two
+//! listens; so the write ceiling is measured with 1, 2, 4, 8 and 16 real instances on one
+//! database (2 and 8 for issue 17's bus-mode target), each with live clients, in plain mode and in bus mode (NATS fan-out, at most two
 //! PostgreSQL listeners), with event payloads and with address-only payloads, and the
 //! notification queue's usage at the end of each. On one small machine the instances also take
 //! CPU from PostgreSQL, so PostgreSQL alone is measured too: the same writers with N plain
@@ -33,7 +33,7 @@ use crate::sysinfo::{self, Machine};
 use crate::writer::{Pace, WriteSpec, Writer};
 
 /// Instance counts measured.
-const INSTANCES: [usize; 3] = [1, 4, 16];
+const INSTANCES: [usize; 5] = [1, 2, 4, 8, 16];
 /// LISTEN connections of the PostgreSQL-only sweep.
 const LISTENERS: [usize; 5] = [0, 1, 4, 16, 64];
 /// Writer connections, one session each, inserting as fast as they can.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::record::{Percentiles, RunRecord, Status};
+use crate::record::{Figures, Percentiles, RunRecord, Status};
 use crate::sysinfo::Machine;
 use crate::targets::{self, TargetCheck};
 
@@ -92,17 +92,17 @@ impl Results {
         let mut md = String::new();
         md.push_str(
             "| scenario | system | clients | writes/s | frames/s | p50 ms | p90 ms | p99 ms | \
-             p99.9 ms | max ms | server CPU s | peak RSS MiB | KiB/stream | queries/s | \
-             db tx/s | lost | dup | notes |\n",
+             p99.9 ms | max ms | server CPU s | CPU µs/frame | peak RSS MiB | KiB/stream | \
+             queries/s | db tx/s | lost | dup | notes |\n",
         );
         md.push_str(
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for run in &self.runs {
             let Some(f) = &run.figures else {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | | | | | | | | | | | | | | | {}: {} |",
+                    "| {} | {} | {} | | | | | | | | | | | | | | | | {}: {} |",
                     run.label,
                     run.system,
                     run.clients,
@@ -139,7 +139,7 @@ impl Results {
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.label,
                 run.system,
                 run.clients,
@@ -159,6 +159,7 @@ impl Results {
                 } else {
                     String::new()
                 },
+                cpu_per_frame(f),
                 if f.server_measured {
                     format!("{:.1}", f.server_peak_rss_kib as f64 / 1024.0)
                 } else {
@@ -174,6 +175,16 @@ impl Results {
             );
         }
         md
+    }
+}
+
+/// The server's CPU time per delivered frame in µs (issue 18's comparison with nchan), when the
+/// server was measured and frames were delivered.
+fn cpu_per_frame(f: &Figures) -> String {
+    if f.server_measured && f.frames > 0 {
+        format!("{:.2}", f.server_cpu_seconds * 1e6 / f.frames as f64)
+    } else {
+        String::new()
     }
 }
 

@@ -167,12 +167,6 @@ pub async fn run(
         record.reason = Some(error);
     }
     let mut figures = run.finish_figures(clients);
-    if scenario.kind == ScenarioKind::Multi && figures.frames > 0 {
-        let per_frame = figures.server_cpu_seconds * 1e6 / figures.frames as f64;
-        figures
-            .extra
-            .insert("server_cpu_us_per_frame".into(), round3(per_frame));
-    }
     if let Err(error) = outcome {
         record.status = Status::Failed;
         record.reason.get_or_insert(error);

@@ -405,8 +405,17 @@ async fn an_instance_receives_only_what_it_watches() {
     }
     // Each heard its task's events and the notice that its session started (for the live task
     // list, schema version 4), nothing of the other task.
-    assert_eq!(bus(x).nats_received.get(), 5 + 1, "X heard of A only");
-    assert_eq!(bus(y).nats_received.get(), 50 + 1, "Y heard of B only");
+    // A message on the `all` subject ("re-check everything") reaches every instance and may
+    // come once more than counted here; hearing of the other task would add tens.
+    let (heard_x, heard_y) = (bus(x).nats_received.get(), bus(y).nats_received.get());
+    assert!(
+        (5 + 1..5 + 1 + 3).contains(&heard_x),
+        "X heard of A only: {heard_x}"
+    );
+    assert!(
+        (50 + 1..50 + 1 + 3).contains(&heard_y),
+        "Y heard of B only: {heard_y}"
+    );
     assert_eq!(bus(&holder).nats_received.get(), 0, "the holder LISTENs");
 
     drop(on_x);

@@ -510,8 +510,10 @@ async fn tls_and_a_token_and_a_wrong_token_falls_back() {
         &numbered("e", 0..5),
         "by fallback",
     );
-    // The five events and the notice that their session started (for the live task list).
-    assert_eq!(bus(trusted).nats_received.get(), 5 + 1);
+    // The five events and the notice that their session started (for the live task list), and
+    // possibly an `all`-subject re-check message, which reaches every instance.
+    let heard = bus(trusted).nats_received.get();
+    assert!((5 + 1..5 + 1 + 3).contains(&heard), "heard {heard}");
 }
 
 /// A NATS client that may publish cannot forge events either: payloads travel with the MAC the

@@ -137,14 +137,16 @@ pub async fn run(
     report
 }
 
-/// The two halves of a client's HTTP/1 connection.
-pub type Http1 = (
-    SendRequest<Empty<Bytes>>,
-    Connection<TokioIo<TcpStream>, Empty<Bytes>>,
-);
-
-/// Opens an HTTP/1 connection to `addr` (no Nagle: frames are small and latency is measured).
-pub async fn open(addr: SocketAddr) -> Result<Http1, String> {
+/// Opens an HTTP/1 connection to `addr` (no Nagle: frames are small and latency is measured):
+/// the one place the benchmark connects to a system over HTTP/1.1.
+pub async fn open<B>(
+    addr: SocketAddr,
+) -> Result<(SendRequest<B>, Connection<TokioIo<TcpStream>, B>), String>
+where
+    B: hyper::body::Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|error| format!("connect {addr}: {error}"))?;
@@ -152,6 +154,19 @@ pub async fn open(addr: SocketAddr) -> Result<Http1, String> {
     hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|error| format!("handshake: {error}"))
+}
+
+/// [`open`], with the connection driven by a task of its own: for request-and-answer clients
+/// (writers, publishers, one-shot requests).
+pub async fn sender<B>(addr: SocketAddr) -> Result<SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, connection) = open(addr).await?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// The request of a stream at `path`, resuming after `cursor` (empty: from the start) with

@@ -13,10 +13,9 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_postgres::Client;
 
+use crate::client;
 use crate::pg::{connect, pg_error};
 use crate::record::Percentiles;
 
@@ -171,7 +170,7 @@ async fn post_writer(
         serde_json::json!({ "session": session, "type": "assistant", "content": "x".repeat(64) });
     let body = serde_json::Value::Array(vec![event; batch]).to_string();
     Ok(Box::new(PostWriter {
-        sender: open(addr).await?,
+        sender: client::sender(addr).await?,
         addr,
         path: format!("/tasks/{task}/events"),
         session: session.clone(),
@@ -258,7 +257,7 @@ async fn latency(
     via: Via,
     events: u64,
 ) -> Result<Histogram<u64>, String> {
-    let mut stream = open::<Empty<Bytes>>(addr).await?;
+    let mut stream = client::sender::<Empty<Bytes>>(addr).await?;
     let request = Request::get(format!("/tasks/{task}/events/stream"))
         .header("host", addr.to_string())
         .body(Empty::new())
@@ -304,7 +303,7 @@ async fn latency(
         Ok::<_, String>(histogram)
     });
     let session = format!("{task}-latency");
-    let mut sender = open::<Full<Bytes>>(addr).await?;
+    let mut sender = client::sender::<Full<Bytes>>(addr).await?;
     let client = connect(url).await?;
     let path = format!("/tasks/{task}/events");
     for _ in 0..events {
@@ -333,24 +332,6 @@ async fn latency(
         .await
         .map_err(|_| "the subscriber did not receive every event".to_owned())?
         .map_err(|e| e.to_string())?
-}
-
-/// A keep-alive HTTP/1.1 connection to `addr`.
-async fn open<B>(addr: SocketAddr) -> Result<SendRequest<B>, String>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
-    Ok(sender)
 }
 
 /// `POST path` with a JSON `body`; the status (the body of a `201` or `503` is dropped, any

@@ -13,9 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper::header::HOST;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
+use crate::client;
 use crate::metrics::ServerCounters;
 use crate::nchan::{Nginx, NginxSetup};
 use crate::process::terminate;
@@ -272,13 +271,7 @@ impl RunningPeer {
 
 /// A one-shot GET over its own connection.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
+    let mut sender = client::sender(addr).await?;
     let request = Request::get(path)
         .header(HOST, addr.to_string())
         .body(Empty::<Bytes>::new())

@@ -20,12 +20,11 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_postgres::{Client, Statement};
 
+use crate::client;
 use crate::payload::{self, unix_nanos};
 use crate::pg::{self, pg_error};
 use crate::session::Session;
@@ -328,14 +327,9 @@ async fn publish_one(
     body: Bytes,
 ) -> Result<(), String> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        let tcp = TcpStream::connect(addr)
+        let new_sender = client::sender(addr)
             .await
-            .map_err(|e| format!("nchan publisher connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (new_sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("nchan publisher handshake: {e}"))?;
-        tokio::spawn(connection);
+            .map_err(|e| format!("nchan publisher: {e}"))?;
         *sender = Some(new_sender);
     }
     let sender = sender.as_mut().expect("set just above");

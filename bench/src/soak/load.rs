@@ -16,15 +16,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use super::watcher::{self, Behaviour, Shared};
+use crate::client;
 use crate::payload::{self, unix_nanos};
 use crate::pg::{self, pg_error};
 
@@ -346,9 +344,7 @@ impl Writer {
 /// One request on a new connection to `addr`; its status, `None` without an answer in time.
 async fn request(addr: SocketAddr, method: Method, path: &str, body: String) -> Option<StatusCode> {
     let answer = async {
-        let tcp = TcpStream::connect(addr).await.ok()?;
-        let (mut sender, connection) = http1::handshake(TokioIo::new(tcp)).await.ok()?;
-        tokio::spawn(connection);
+        let mut sender = client::sender(addr).await.ok()?;
         let request = Request::builder()
             .method(method)
             .uri(path)

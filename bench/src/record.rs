@@ -7,6 +7,11 @@ use hdrhistogram::Histogram;
 
 use crate::ledger::Tally;
 use crate::metrics::ServerCounters;
+
+/// A figure rounded to three decimals, as every stored result is.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
 use crate::writer::WriteReport;
 
 /// How a (scenario, system) run ended.

@@ -15,7 +15,7 @@ use crate::metrics::ServerCounters;
 use crate::peers::{PeerKind, PeerSetup, RunningPeer};
 use crate::pg::pg_error;
 use crate::plan::{NOT_APPLICABLE, Plan, Scenario, ScenarioKind};
-use crate::record::{Figures, Percentiles, RunRecord, Status};
+use crate::record::{Figures, Percentiles, RunRecord, Status, round3};
 use crate::session::Session;
 use crate::sysinfo::{self, ProcSample};
 use crate::writer::{Pace, WriteReport, WriteSpec, Writer};
@@ -195,10 +195,6 @@ fn steady(rate: f64, seconds: f64) -> WriteSpec {
         pace: Pace::Rate(rate),
         window: WRITE_WINDOW,
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 fn millis(d: Duration) -> f64 {

@@ -6,9 +6,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::peers::{ServerLog, spawn_taskstream};
+use crate::process::signal_and_wait;
 use crate::sysinfo;
 
 /// Instances in the soak.
@@ -139,7 +140,7 @@ impl Instances {
         let i = DRAINED;
         self.end(i, "SIGTERM");
         if let Some(mut child) = self.slots[i].child.take() {
-            let took = signal_and_wait(&mut child);
+            let took = signal_and_wait(&mut child, DRAIN_WAIT);
             match took {
                 Some(took) => {
                     if let Some(incarnation) =
@@ -227,22 +228,6 @@ impl Instances {
                 .join(" | ")
         })
     }
-}
-
-/// SIGTERM, then wait up to [`DRAIN_WAIT`]: how long it took, `None` if it did not exit.
-fn signal_and_wait(child: &mut Child) -> Option<Duration> {
-    let started = Instant::now();
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory effects; the pid is our own child, not yet waited for.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    while started.elapsed() < DRAIN_WAIT {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
 }
 
 /// A free loopback port below the kernel's ephemeral range: a port from that range could be

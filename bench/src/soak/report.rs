@@ -11,7 +11,7 @@ use super::instances::Incarnation;
 use super::load::WriterStats;
 use super::schedule::Fault;
 use super::watcher::{Shared, WatcherReport};
-use crate::record::Percentiles;
+use crate::record::{Percentiles, round3};
 use crate::sysinfo::{self, Machine};
 
 /// A soak this long or longer is the committed run (bench/results); shorter ones go under
@@ -365,8 +365,4 @@ impl SoakReport {
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }

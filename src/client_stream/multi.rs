@@ -26,11 +26,8 @@ use tokio::time::Instant;
 
 use super::coalesce::Coalescer;
 use super::lanes::{self, LaneStart, Unmatched};
-use super::outlet::Outlet;
 use super::position::{OnLive, Sent};
-use super::{
-    ConnectionAbort, EventBody, flush, next_page, open_outlet, read_position, report_sent,
-};
+use super::{ConnectionAbort, EventBody, Sink, next_page, open_outlet, read_position};
 use crate::app::App;
 use crate::db::TaskPosition;
 use crate::live::hub::{Subscription, Watching};
@@ -90,9 +87,7 @@ struct MultiStream {
     lanes: Vec<Lane>,
     /// The cursor of the last frame: `m<salt>` and one [`ENTRY_LEN`] slot per lane.
     cursor: String,
-    out: Outlet,
-    events: u64,
-    reported: u64,
+    sink: Sink,
 }
 
 /// The next message of lane `index`, with its receiver handed back.
@@ -151,9 +146,7 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
         lanes,
         // Only ASCII was written: `m`, hex and base64url.
         cursor: String::from_utf8(cursor).unwrap_or_default(),
-        out,
-        events: 0,
-        reported: 0,
+        sink: Sink::new(out),
     };
     let abort = start.abort;
     let slot = start.slot;
@@ -163,14 +156,14 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
             Ok(()) => EndReason::Complete,
             Err(reason) => reason,
         };
-        stream.report_sent();
+        stream.sink.report_sent(&app);
         if let (EndReason::Slow, Some(abort)) = (reason, &abort) {
             abort.abort();
         }
         tracing::info!(
             tasks = stream.lanes.len(),
             duration_ms = started.elapsed().as_millis() as u64,
-            events = stream.events,
+            events = stream.sink.events,
             reason = reason.as_str(),
             "multi-task stream ended"
         );
@@ -203,7 +196,8 @@ impl MultiStream {
         positions: Vec<Option<TaskPosition>>,
         receivers: Vec<Option<broadcast::Receiver<Live>>>,
     ) -> Result<(), EndReason> {
-        self.out
+        self.sink
+            .out
             .send(sse::retry(self.app.config.retry.as_millis() as u64))
             .await?;
         for (index, position) in positions.into_iter().enumerate() {
@@ -219,11 +213,11 @@ impl MultiStream {
                 waiting.push(receive(index, live));
             }
         }
-        let watcher = self.out.watcher();
+        let watcher = self.sink.out.watcher();
         let mut gone = pin!(watcher.closed());
         let mut chunk = Coalescer::default();
         while !waiting.is_empty() {
-            let first = self.out.next(waiting.next(), gone.as_mut()).await?;
+            let first = self.sink.out.next(waiting.next(), gone.as_mut()).await?;
             let mut next = first;
             while let Some((index, received, live)) = next.take() {
                 if self.on_live(index, received, &mut chunk).await? {
@@ -233,7 +227,7 @@ impl MultiStream {
                     next = waiting.next().now_or_never().flatten();
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
         }
         self.all_complete().await
     }
@@ -253,12 +247,12 @@ impl MultiStream {
             }
             OnLive::Skip => {}
             OnLive::CatchUp => {
-                self.flush(chunk).await?;
+                self.sink.flush(&self.app, chunk).await?;
                 self.app.metrics.catch_ups.inc();
                 self.catch_up(index, None).await?;
             }
             OnLive::Complete => {
-                self.flush(chunk).await?;
+                self.sink.flush(&self.app, chunk).await?;
                 let status = match &received {
                     Ok(Live::Complete { status, .. }) => status.clone(),
                     _ => None,
@@ -282,7 +276,7 @@ impl MultiStream {
             let waited = at.elapsed().as_secs_f64();
             self.app.metrics.notify_to_send_seconds.observe(waited);
         }
-        self.events += 1;
+        self.sink.events += 1;
         let cursor = &self.cursor;
         chunk.write(|out| {
             sse::write_id(out, cursor);
@@ -330,21 +324,21 @@ impl MultiStream {
         };
         loop {
             let (task_id, after) = (&self.lanes[index].task_id, self.lanes[index].sent.seq);
-            let page = next_page(&self.app, &mut self.out, task_id, &session, after).await?;
+            let page = next_page(&self.app, &mut self.sink.out, task_id, &session, after).await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 self.lanes[index].sent.seq = row.seq;
                 self.set_entry(index);
-                self.events += 1;
+                self.sink.events += 1;
                 let (cursor, task) = (&self.cursor, &self.lanes[index].task_json);
                 chunk.write(|out: &mut BytesMut| {
                     event::write_tagged(out, cursor, task, &row.event_type, &row.content);
                 });
                 if chunk.is_full() {
-                    self.flush(&mut chunk).await?;
+                    self.sink.flush(&self.app, &mut chunk).await?;
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
             if !page.more {
                 return Ok(());
             }
@@ -359,14 +353,16 @@ impl MultiStream {
         lane.watching = None;
         let data = event::task_complete_data(&lane.task_id, status);
         self.set_entry(index);
-        self.out
+        self.sink
+            .out
             .send(sse::event(&self.cursor, "task_complete", &data))
             .await
     }
 
     /// Every lane is done: the terminal `complete`.
     async fn all_complete(&mut self) -> Result<(), EndReason> {
-        self.out
+        self.sink
+            .out
             .send(sse::event(&self.cursor, "complete", "{}"))
             .await
     }
@@ -381,20 +377,5 @@ impl MultiStream {
         if let Ok(text) = std::str::from_utf8(&slot) {
             self.cursor.replace_range(at..at + ENTRY_LEN, text);
         }
-    }
-
-    async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        flush(
-            &self.app,
-            &mut self.out,
-            chunk,
-            self.events,
-            &mut self.reported,
-        )
-        .await
-    }
-
-    fn report_sent(&mut self) {
-        report_sent(&self.app, self.events, &mut self.reported);
     }
 }

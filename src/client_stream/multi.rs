@@ -108,8 +108,10 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
         return Ok(Opened::NothingNew);
     }
     let (out, body) = open_outlet(&app, start.token_expires);
-    let mut cursor = Vec::with_capacity(FIXED_LEN + ENTRY_LEN * plans.len());
-    multi_cursor::write_prefix(&mut cursor, salt);
+    let mut cursor = MultiCursor {
+        salt,
+        entries: Vec::with_capacity(plans.len()),
+    };
     let mut lanes = Vec::with_capacity(plans.len());
     let mut receivers = Vec::with_capacity(plans.len());
     let mut positions = Vec::with_capacity(plans.len());
@@ -119,17 +121,11 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
             LaneStart::Follow(sent) => (sent, false),
             LaneStart::Done => (Sent::default(), true),
         };
-        let mut slot = [0u8; ENTRY_LEN];
-        match (done, entry) {
-            // A lane the cursor saw complete keeps its entry as it was.
-            (true, Some(entry)) => Entry {
-                task: hash,
-                ..entry
-            }
-            .encode(&mut slot),
-            _ => lane_entry(hash, &sent, done).encode(&mut slot),
-        }
-        cursor.extend_from_slice(&slot);
+        cursor.entries.push(match (done, entry) {
+            // A lane the cursor saw complete keeps its entry as it was (matched by `hash`).
+            (true, Some(entry)) => entry,
+            _ => lane_entry(hash, &sent, done),
+        });
         lanes.push(Lane {
             task_json: event::task_json(&task.task_id),
             task_id: task.task_id,
@@ -144,8 +140,7 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
     let mut stream = MultiStream {
         app: app.clone(),
         lanes,
-        // Only ASCII was written: `m`, hex and base64url.
-        cursor: String::from_utf8(cursor).unwrap_or_default(),
+        cursor: cursor.to_string(),
         sink: Sink::new(out),
     };
     let abort = start.abort;

@@ -152,7 +152,7 @@ impl Entry {
 }
 
 /// Writes the fixed part of a cursor written with `salt`.
-pub fn write_prefix(out: &mut Vec<u8>, salt: u8) {
+fn write_prefix(out: &mut Vec<u8>, salt: u8) {
     out.push(PREFIX as u8);
     out.extend_from_slice(format!("{salt:02x}").as_bytes());
 }

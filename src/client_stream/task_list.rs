@@ -51,7 +51,7 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
         let reason = async {
             out.send(sse::retry(app.config.retry.as_millis() as u64))
                 .await?;
-            out.send(snapshot(&app, &start).await?).await?;
+            out.send(Box::pin(snapshot(&app, &start)).await?).await?;
             loop {
                 let frame = match out.next(changes.recv(), gone.as_mut()).await? {
                     Ok(ListChange::Row(row)) if covers(&row.id) => row_frame(&row),
@@ -61,7 +61,7 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
                     Ok(ListChange::Row(_) | ListChange::Deleted(_)) => continue,
                     Ok(ListChange::Resync) | Err(RecvError::Lagged(_)) => {
                         changes = changes.resubscribe();
-                        snapshot(&app, &start).await?
+                        Box::pin(snapshot(&app, &start)).await?
                     }
                     Err(RecvError::Closed) => return Err(EndReason::Shutdown),
                 };
@@ -80,7 +80,8 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
     body
 }
 
-/// The `snapshot` frame: the newest `limit` tasks the token covers.
+/// The `snapshot` frame: the newest `limit` tasks the token covers. Callers box it, like every
+/// query of a stream, so that an idle list's future does not keep the query's state.
 async fn snapshot(app: &App, start: &ListStart) -> Result<bytes::Bytes, EndReason> {
     let listing = TaskListing {
         limit: start.limit,

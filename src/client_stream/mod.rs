@@ -102,14 +102,9 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
             sent: Sent::default(),
             sink: Sink::new(out),
         };
-        let reason = match task.run(start.position, start.cursor).await {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
+        let result = task.run(start.position, start.cursor).await;
         task.sink.report_sent(&app);
-        if let (EndReason::Slow, Some(abort)) = (reason, &start.abort) {
-            abort.abort();
-        }
+        let reason = stream_ended(&app, result, start.abort.as_ref());
         tracing::info!(
             task = %task.task_id,
             session = task.sent.session.as_ref().map_or("", |s| s.id.as_str()),
@@ -118,11 +113,25 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
             reason = reason.as_str(),
             "stream ended"
         );
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
         drop(start.slot);
     });
     body
+}
+
+/// Accounts for the end of a stream whose task returned `result`: a slow client's connection
+/// is closed, the reason counted, and the open stream that [`open_outlet`] counted uncounted.
+fn stream_ended(
+    app: &App,
+    result: Result<(), EndReason>,
+    abort: Option<&ConnectionAbort>,
+) -> EndReason {
+    let reason = result.err().unwrap_or(EndReason::Complete);
+    if let (EndReason::Slow, Some(abort)) = (reason, abort) {
+        abort.abort();
+    }
+    app.metrics.record_end(reason);
+    app.metrics.open_streams.dec();
+    reason
 }
 
 /// A new stream's outlet and the response body it feeds, counted as an open stream.

@@ -27,7 +27,9 @@ use tokio::time::Instant;
 use super::coalesce::Coalescer;
 use super::lanes::{self, LaneStart, Unmatched};
 use super::position::{OnLive, Sent};
-use super::{ConnectionAbort, EventBody, Sink, next_page, open_outlet, read_position};
+use super::{
+    ConnectionAbort, EventBody, Sink, next_page, open_outlet, read_position, stream_ended,
+};
 use crate::app::App;
 use crate::db::TaskPosition;
 use crate::live::hub::{Subscription, Watching};
@@ -147,14 +149,9 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
     let slot = start.slot;
     tokio::spawn(async move {
         let started = Instant::now();
-        let reason = match stream.run(positions, receivers).await {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
+        let result = stream.run(positions, receivers).await;
         stream.sink.report_sent(&app);
-        if let (EndReason::Slow, Some(abort)) = (reason, &abort) {
-            abort.abort();
-        }
+        let reason = stream_ended(&app, result, abort.as_ref());
         tracing::info!(
             tasks = stream.lanes.len(),
             duration_ms = started.elapsed().as_millis() as u64,
@@ -162,8 +159,6 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
             reason = reason.as_str(),
             "multi-task stream ended"
         );
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
         drop(slot);
     });
     Ok(Opened::Stream(body))

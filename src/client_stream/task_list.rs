@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{EventBody, open_outlet};
+use super::{EventBody, open_outlet, stream_ended};
 use crate::app::App;
 use crate::db::{TaskListing, TaskSummary};
 use crate::live::task_feed::ListChange;
@@ -48,7 +48,7 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
                 .as_ref()
                 .is_none_or(|only| only.iter().any(|o| o == id))
         };
-        let reason = async {
+        let result: Result<(), EndReason> = async {
             out.send(sse::retry(app.config.retry.as_millis() as u64))
                 .await?;
             out.send(Box::pin(snapshot(&app, &start)).await?).await?;
@@ -69,12 +69,7 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
             }
         }
         .await;
-        let reason: EndReason = match reason {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
+        stream_ended(&app, result, None);
         drop(start.slot);
     });
     body

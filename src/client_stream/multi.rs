@@ -51,10 +51,15 @@ pub(crate) struct MultiTask {
 /// What the router hands over for a multi-task stream.
 #[derive(Debug)]
 pub(crate) struct MultiStart {
+    /// The requested tasks, in the order of the request.
     pub(crate) tasks: Vec<MultiTask>,
+    /// The client's cursor, if it resumes.
     pub(crate) cursor: Option<MultiCursor>,
+    /// Closes the client's connection if it stops reading (absent outside a real server).
     pub(crate) abort: Option<ConnectionAbort>,
+    /// When the client's token expires (authentication on): the stream ends then.
     pub(crate) token_expires: Option<SystemTime>,
+    /// The stream's place under `max_streams`, held until it ends.
     pub(crate) slot: OwnedSemaphorePermit,
 }
 
@@ -71,11 +76,13 @@ pub(crate) enum Opened {
 
 /// One task of the stream.
 struct Lane {
+    /// The task followed, for its queries and its `task_complete`.
     task_id: Arc<str>,
     /// The task id as a JSON string, the label of its frames.
     task_json: String,
     /// The task's hash under the stream's salt.
     hash: u32,
+    /// The last event delivered, decided by the single-task rules.
     sent: Sent,
     /// `task_complete` was sent (or the cursor says it was): the lane is followed no more.
     done: bool,

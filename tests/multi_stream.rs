@@ -414,7 +414,7 @@ async fn hostile_task_lists_and_cursors_are_refused() {
             "{bad}"
         );
     }
-    // Duplicates count once: 100 copies of one task is one task.
+    // Duplicates count once: 150 copies of one task are one task, within the 100-task limit.
     let dup = vec!["a"; 150];
     let mut sse = open(addr, &dup, None).await;
     assert_eq!(sse.status, 200);

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -15,6 +17,7 @@ use support::http::Response;
 use support::ledger::{assert_same, follow_path, numbered};
 use support::server::{TestServer, fast_config};
 use support::sse_parser::SseEvent;
+use support::wait::eventually;
 use support::writer::insert_event;
 use taskstream::Config;
 
@@ -230,22 +233,29 @@ async fn the_cursor_resumes_every_task_across_restarts_and_instances() {
     }
     let addrs = [first.addr(), second.addr()];
     let follower = tokio::spawn(async move { follow(&addrs, &tasks, None).await });
+    let written = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = tasks
         .iter()
         .map(|task| {
             let url = first.url.clone();
             let task = task.to_string();
+            let written = written.clone();
             tokio::spawn(async move {
                 let db = connect(&url).await;
                 for i in 0..60 {
                     let session = format!("{task}-{}", if i < 40 { "s1" } else { "s2" });
                     insert_event(&db, &task, &session, "assistant", &format!("{task} {i}")).await;
+                    written.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await; // writes are under way
+    // The restart comes while writes are under way: a quarter of them committed.
+    eventually("a quarter of the writes", || {
+        written.load(Ordering::Relaxed) >= tasks.len() * 15
+    })
+    .await;
     let first = first.restart(config()).await;
     for writer in writers {
         writer.await.expect("writer");
@@ -404,7 +414,7 @@ async fn hostile_task_lists_and_cursors_are_refused() {
             "{bad}"
         );
     }
-    // Duplicates count once: 100 copies of one task is one task.
+    // Duplicates count once: 150 copies of one task are one task, within the 100-task limit.
     let dup = vec!["a"; 150];
     let mut sse = open(addr, &dup, None).await;
     assert_eq!(sse.status, 200);

@@ -13,11 +13,11 @@ use taskstream::metrics::Metrics;
 
 const HOSTILE: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 
-/// `GET path` on `server`.
 /// What a browser sends as `Accept` for a page: `GET /tasks/{id}` serves the viewer's page to
 /// it, and JSON to programs.
 const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
 
+/// `GET path` on `server`, as a browser asks for a page.
 async fn get(server: &TestServer, path: &str) -> Response {
     Response::get(server.addr(), path, &[BROWSER]).await
 }

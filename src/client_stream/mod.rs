@@ -87,11 +87,7 @@ struct StreamTask {
     task_id: Arc<str>,
     subscription: Subscription,
     sent: Sent,
-    out: Outlet,
-    /// Events sent, for the end-of-stream log line.
-    events: u64,
-    /// How many of them the shared counter already has.
-    reported: u64,
+    sink: Sink,
 }
 
 /// Starts the stream task of one response and returns the response body.
@@ -104,31 +100,38 @@ pub(crate) fn spawn(app: Arc<App>, start: Start) -> EventBody {
             task_id: start.task_id,
             subscription: start.subscription,
             sent: Sent::default(),
-            out,
-            events: 0,
-            reported: 0,
+            sink: Sink::new(out),
         };
-        let reason = match task.run(start.position, start.cursor).await {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
-        task.report_sent();
-        if let (EndReason::Slow, Some(abort)) = (reason, &start.abort) {
-            abort.abort();
-        }
+        let result = task.run(start.position, start.cursor).await;
+        task.sink.report_sent(&app);
+        let reason = stream_ended(&app, result, start.abort.as_ref());
         tracing::info!(
             task = %task.task_id,
             session = task.sent.session.as_ref().map_or("", |s| s.id.as_str()),
             duration_ms = started.elapsed().as_millis() as u64,
-            events = task.events,
+            events = task.sink.events,
             reason = reason.as_str(),
             "stream ended"
         );
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
         drop(start.slot);
     });
     body
+}
+
+/// Accounts for the end of a stream whose task returned `result`: a slow client's connection
+/// is closed, the reason counted, and the open stream that [`open_outlet`] counted uncounted.
+fn stream_ended(
+    app: &App,
+    result: Result<(), EndReason>,
+    abort: Option<&ConnectionAbort>,
+) -> EndReason {
+    let reason = result.err().unwrap_or(EndReason::Complete);
+    if let (EndReason::Slow, Some(abort)) = (reason, abort) {
+        abort.abort();
+    }
+    app.metrics.record_end(reason);
+    app.metrics.open_streams.dec();
+    reason
 }
 
 /// A new stream's outlet and the response body it feeds, counted as an open stream.
@@ -158,7 +161,8 @@ impl StreamTask {
         position: TaskPosition,
         cursor: Option<Cursor>,
     ) -> Result<(), EndReason> {
-        self.out
+        self.sink
+            .out
             .send(sse::retry(self.app.config.retry.as_millis() as u64))
             .await?;
         self.sent = Sent::start(&position, cursor.as_ref());
@@ -202,7 +206,14 @@ impl StreamTask {
         };
         loop {
             let after = self.sent.seq;
-            let page = next_page(&self.app, &mut self.out, &self.task_id, &session, after).await?;
+            let page = next_page(
+                &self.app,
+                &mut self.sink.out,
+                &self.task_id,
+                &session,
+                after,
+            )
+            .await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 chunk.write(|out| {
@@ -210,12 +221,12 @@ impl StreamTask {
                     event::write_frame(out, &cursor, &row.event_type, &row.content);
                 });
                 self.sent.seq = row.seq;
-                self.events += 1;
+                self.sink.events += 1;
                 if chunk.is_full() {
-                    self.flush(&mut chunk).await?;
+                    self.sink.flush(&self.app, &mut chunk).await?;
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
             if !page.more {
                 return Ok(());
             }
@@ -227,11 +238,12 @@ impl StreamTask {
     async fn follow_live(&mut self) -> Result<LiveExit, EndReason> {
         // One watcher for the whole live phase: a new one per frame would register and
         // unregister a waiter each time.
-        let watcher = self.out.watcher();
+        let watcher = self.sink.out.watcher();
         let mut gone = pin!(watcher.closed());
         let mut chunk = Coalescer::default();
         loop {
             let first = self
+                .sink
                 .out
                 .next_live(&mut self.subscription.live, gone.as_mut())
                 .await?;
@@ -241,7 +253,7 @@ impl StreamTask {
                     OnLive::Send => {
                         if let Ok(Live::Event(event)) = &received {
                             self.sent.record(&event.session, event.seq);
-                            self.events += 1;
+                            self.sink.events += 1;
                             if let Some(at) = event.notified_at {
                                 let waited = at.elapsed().as_secs_f64();
                                 self.app.metrics.notify_to_send_seconds.observe(waited);
@@ -251,11 +263,11 @@ impl StreamTask {
                     }
                     OnLive::Skip => {}
                     OnLive::CatchUp => {
-                        self.flush(&mut chunk).await?;
+                        self.sink.flush(&self.app, &mut chunk).await?;
                         return Ok(LiveExit::Behind);
                     }
                     OnLive::Complete => {
-                        self.flush(&mut chunk).await?;
+                        self.sink.flush(&self.app, &mut chunk).await?;
                         self.complete().await?;
                         return Ok(LiveExit::Completed);
                     }
@@ -265,7 +277,7 @@ impl StreamTask {
                     next = self.try_next_live();
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
         }
     }
 
@@ -279,26 +291,13 @@ impl StreamTask {
         }
     }
 
-    /// Sends the chunk built so far, if any.
-    async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        flush(
-            &self.app,
-            &mut self.out,
-            chunk,
-            self.events,
-            &mut self.reported,
-        )
-        .await
-    }
-
-    fn report_sent(&mut self) {
-        report_sent(&self.app, self.events, &mut self.reported);
-    }
-
     /// Sends the terminal `complete` event.
     async fn complete(&mut self) -> Result<(), EndReason> {
         let cursor = self.sent.complete_cursor().to_string();
-        self.out.send(sse::event(&cursor, "complete", "{}")).await
+        self.sink
+            .out
+            .send(sse::event(&cursor, "complete", "{}"))
+            .await
     }
 }
 
@@ -329,26 +328,39 @@ async fn next_page(
     })
 }
 
-/// Sends the chunk built so far, if any, and reports the events sent.
-async fn flush(
-    app: &App,
-    out: &mut Outlet,
-    chunk: &mut Coalescer,
+/// A stream's outlet and the count of the events sent through it.
+struct Sink {
+    out: Outlet,
+    /// Events sent, for the end-of-stream log line.
     events: u64,
-    reported: &mut u64,
-) -> Result<(), EndReason> {
-    if let Some(bytes) = chunk.take() {
-        out.send(bytes).await?;
-    }
-    report_sent(app, events, reported);
-    Ok(())
+    /// How many of them the shared counter already has.
+    reported: u64,
 }
 
-/// Adds the events sent since the last report to the shared counter: once per write, not once
-/// per event, since every stream would otherwise contend on it for every event.
-fn report_sent(app: &App, events: u64, reported: &mut u64) {
-    app.metrics.events_sent.inc_by(events - *reported);
-    *reported = events;
+impl Sink {
+    fn new(out: Outlet) -> Sink {
+        Sink {
+            out,
+            events: 0,
+            reported: 0,
+        }
+    }
+
+    /// Sends the chunk built so far, if any, and reports the events sent.
+    async fn flush(&mut self, app: &App, chunk: &mut Coalescer) -> Result<(), EndReason> {
+        if let Some(bytes) = chunk.take() {
+            self.out.send(bytes).await?;
+        }
+        self.report_sent(app);
+        Ok(())
+    }
+
+    /// Adds the events sent since the last report to the shared counter: once per write, not
+    /// once per event, since every stream would otherwise contend on it for every event.
+    fn report_sent(&mut self, app: &App) {
+        app.metrics.events_sent.inc_by(self.events - self.reported);
+        self.reported = self.events;
+    }
 }
 
 /// Reads the task's position on behalf of a client (in its turn among client reads).

@@ -26,10 +26,9 @@ use tokio::time::Instant;
 
 use super::coalesce::Coalescer;
 use super::lanes::{self, LaneStart, Unmatched};
-use super::outlet::Outlet;
 use super::position::{OnLive, Sent};
 use super::{
-    ConnectionAbort, EventBody, flush, next_page, open_outlet, read_position, report_sent,
+    ConnectionAbort, EventBody, Sink, next_page, open_outlet, read_position, stream_ended,
 };
 use crate::app::App;
 use crate::db::TaskPosition;
@@ -52,10 +51,15 @@ pub(crate) struct MultiTask {
 /// What the router hands over for a multi-task stream.
 #[derive(Debug)]
 pub(crate) struct MultiStart {
+    /// The requested tasks, in the order of the request.
     pub(crate) tasks: Vec<MultiTask>,
+    /// The client's cursor, if it resumes.
     pub(crate) cursor: Option<MultiCursor>,
+    /// Closes the client's connection if it stops reading (absent outside a real server).
     pub(crate) abort: Option<ConnectionAbort>,
+    /// When the client's token expires (authentication on): the stream ends then.
     pub(crate) token_expires: Option<SystemTime>,
+    /// The stream's place under `max_streams`, held until it ends.
     pub(crate) slot: OwnedSemaphorePermit,
 }
 
@@ -72,11 +76,13 @@ pub(crate) enum Opened {
 
 /// One task of the stream.
 struct Lane {
+    /// The task followed, for its queries and its `task_complete`.
     task_id: Arc<str>,
     /// The task id as a JSON string, the label of its frames.
     task_json: String,
     /// The task's hash under the stream's salt.
     hash: u32,
+    /// The last event delivered, decided by the single-task rules.
     sent: Sent,
     /// `task_complete` was sent (or the cursor says it was): the lane is followed no more.
     done: bool,
@@ -90,9 +96,7 @@ struct MultiStream {
     lanes: Vec<Lane>,
     /// The cursor of the last frame: `m<salt>` and one [`ENTRY_LEN`] slot per lane.
     cursor: String,
-    out: Outlet,
-    events: u64,
-    reported: u64,
+    sink: Sink,
 }
 
 /// The next message of lane `index`, with its receiver handed back.
@@ -113,8 +117,10 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
         return Ok(Opened::NothingNew);
     }
     let (out, body) = open_outlet(&app, start.token_expires);
-    let mut cursor = Vec::with_capacity(FIXED_LEN + ENTRY_LEN * plans.len());
-    multi_cursor::write_prefix(&mut cursor, salt);
+    let mut cursor = MultiCursor {
+        salt,
+        entries: Vec::with_capacity(plans.len()),
+    };
     let mut lanes = Vec::with_capacity(plans.len());
     let mut receivers = Vec::with_capacity(plans.len());
     let mut positions = Vec::with_capacity(plans.len());
@@ -124,17 +130,11 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
             LaneStart::Follow(sent) => (sent, false),
             LaneStart::Done => (Sent::default(), true),
         };
-        let mut slot = [0u8; ENTRY_LEN];
-        match (done, entry) {
-            // A lane the cursor saw complete keeps its entry as it was.
-            (true, Some(entry)) => Entry {
-                task: hash,
-                ..entry
-            }
-            .encode(&mut slot),
-            _ => lane_entry(hash, &sent, done).encode(&mut slot),
-        }
-        cursor.extend_from_slice(&slot);
+        cursor.entries.push(match (done, entry) {
+            // A lane the cursor saw complete keeps its entry as it was (matched by `hash`).
+            (true, Some(entry)) => entry,
+            _ => lane_entry(hash, &sent, done),
+        });
         lanes.push(Lane {
             task_json: event::task_json(&task.task_id),
             task_id: task.task_id,
@@ -149,33 +149,23 @@ pub(crate) fn open(app: Arc<App>, start: MultiStart) -> Result<Opened, Unmatched
     let mut stream = MultiStream {
         app: app.clone(),
         lanes,
-        // Only ASCII was written: `m`, hex and base64url.
-        cursor: String::from_utf8(cursor).unwrap_or_default(),
-        out,
-        events: 0,
-        reported: 0,
+        cursor: cursor.to_string(),
+        sink: Sink::new(out),
     };
     let abort = start.abort;
     let slot = start.slot;
     tokio::spawn(async move {
         let started = Instant::now();
-        let reason = match stream.run(positions, receivers).await {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
-        stream.report_sent();
-        if let (EndReason::Slow, Some(abort)) = (reason, &abort) {
-            abort.abort();
-        }
+        let result = stream.run(positions, receivers).await;
+        stream.sink.report_sent(&app);
+        let reason = stream_ended(&app, result, abort.as_ref());
         tracing::info!(
             tasks = stream.lanes.len(),
             duration_ms = started.elapsed().as_millis() as u64,
-            events = stream.events,
+            events = stream.sink.events,
             reason = reason.as_str(),
             "multi-task stream ended"
         );
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
         drop(slot);
     });
     Ok(Opened::Stream(body))
@@ -203,7 +193,8 @@ impl MultiStream {
         positions: Vec<Option<TaskPosition>>,
         receivers: Vec<Option<broadcast::Receiver<Live>>>,
     ) -> Result<(), EndReason> {
-        self.out
+        self.sink
+            .out
             .send(sse::retry(self.app.config.retry.as_millis() as u64))
             .await?;
         for (index, position) in positions.into_iter().enumerate() {
@@ -219,11 +210,11 @@ impl MultiStream {
                 waiting.push(receive(index, live));
             }
         }
-        let watcher = self.out.watcher();
+        let watcher = self.sink.out.watcher();
         let mut gone = pin!(watcher.closed());
         let mut chunk = Coalescer::default();
         while !waiting.is_empty() {
-            let first = self.out.next(waiting.next(), gone.as_mut()).await?;
+            let first = self.sink.out.next(waiting.next(), gone.as_mut()).await?;
             let mut next = first;
             while let Some((index, received, live)) = next.take() {
                 if self.on_live(index, received, &mut chunk).await? {
@@ -233,7 +224,7 @@ impl MultiStream {
                     next = waiting.next().now_or_never().flatten();
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
         }
         self.all_complete().await
     }
@@ -253,12 +244,12 @@ impl MultiStream {
             }
             OnLive::Skip => {}
             OnLive::CatchUp => {
-                self.flush(chunk).await?;
+                self.sink.flush(&self.app, chunk).await?;
                 self.app.metrics.catch_ups.inc();
                 self.catch_up(index, None).await?;
             }
             OnLive::Complete => {
-                self.flush(chunk).await?;
+                self.sink.flush(&self.app, chunk).await?;
                 let status = match &received {
                     Ok(Live::Complete { status, .. }) => status.clone(),
                     _ => None,
@@ -282,7 +273,7 @@ impl MultiStream {
             let waited = at.elapsed().as_secs_f64();
             self.app.metrics.notify_to_send_seconds.observe(waited);
         }
-        self.events += 1;
+        self.sink.events += 1;
         let cursor = &self.cursor;
         chunk.write(|out| {
             sse::write_id(out, cursor);
@@ -315,7 +306,9 @@ impl MultiStream {
             return self.task_complete(index, None).await; // deleted
         };
         self.lanes[index].sent.follow_latest(&position);
-        self.replay(index).await?;
+        // Boxed, as in a single-task stream: a replay's state (a query, a chunk being built)
+        // would otherwise stay in the stream's future long after it is caught up.
+        Box::pin(self.replay(index)).await?;
         if !position.in_progress {
             return self.task_complete(index, Some(&position.status)).await;
         }
@@ -330,21 +323,21 @@ impl MultiStream {
         };
         loop {
             let (task_id, after) = (&self.lanes[index].task_id, self.lanes[index].sent.seq);
-            let page = next_page(&self.app, &mut self.out, task_id, &session, after).await?;
+            let page = next_page(&self.app, &mut self.sink.out, task_id, &session, after).await?;
             let mut chunk = Coalescer::default();
             for row in page.rows {
                 self.lanes[index].sent.seq = row.seq;
                 self.set_entry(index);
-                self.events += 1;
+                self.sink.events += 1;
                 let (cursor, task) = (&self.cursor, &self.lanes[index].task_json);
                 chunk.write(|out: &mut BytesMut| {
                     event::write_tagged(out, cursor, task, &row.event_type, &row.content);
                 });
                 if chunk.is_full() {
-                    self.flush(&mut chunk).await?;
+                    self.sink.flush(&self.app, &mut chunk).await?;
                 }
             }
-            self.flush(&mut chunk).await?;
+            self.sink.flush(&self.app, &mut chunk).await?;
             if !page.more {
                 return Ok(());
             }
@@ -359,14 +352,16 @@ impl MultiStream {
         lane.watching = None;
         let data = event::task_complete_data(&lane.task_id, status);
         self.set_entry(index);
-        self.out
+        self.sink
+            .out
             .send(sse::event(&self.cursor, "task_complete", &data))
             .await
     }
 
     /// Every lane is done: the terminal `complete`.
     async fn all_complete(&mut self) -> Result<(), EndReason> {
-        self.out
+        self.sink
+            .out
             .send(sse::event(&self.cursor, "complete", "{}"))
             .await
     }
@@ -381,20 +376,5 @@ impl MultiStream {
         if let Ok(text) = std::str::from_utf8(&slot) {
             self.cursor.replace_range(at..at + ENTRY_LEN, text);
         }
-    }
-
-    async fn flush(&mut self, chunk: &mut Coalescer) -> Result<(), EndReason> {
-        flush(
-            &self.app,
-            &mut self.out,
-            chunk,
-            self.events,
-            &mut self.reported,
-        )
-        .await
-    }
-
-    fn report_sent(&mut self) {
-        report_sent(&self.app, self.events, &mut self.reported);
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{EventBody, open_outlet};
+use super::{EventBody, open_outlet, stream_ended};
 use crate::app::App;
 use crate::db::{TaskListing, TaskSummary};
 use crate::live::task_feed::ListChange;
@@ -48,10 +48,10 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
                 .as_ref()
                 .is_none_or(|only| only.iter().any(|o| o == id))
         };
-        let reason = async {
+        let result: Result<(), EndReason> = async {
             out.send(sse::retry(app.config.retry.as_millis() as u64))
                 .await?;
-            out.send(snapshot(&app, &start).await?).await?;
+            out.send(Box::pin(snapshot(&app, &start)).await?).await?;
             loop {
                 let frame = match out.next(changes.recv(), gone.as_mut()).await? {
                     Ok(ListChange::Row(row)) if covers(&row.id) => row_frame(&row),
@@ -61,7 +61,7 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
                     Ok(ListChange::Row(_) | ListChange::Deleted(_)) => continue,
                     Ok(ListChange::Resync) | Err(RecvError::Lagged(_)) => {
                         changes = changes.resubscribe();
-                        snapshot(&app, &start).await?
+                        Box::pin(snapshot(&app, &start)).await?
                     }
                     Err(RecvError::Closed) => return Err(EndReason::Shutdown),
                 };
@@ -69,18 +69,14 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
             }
         }
         .await;
-        let reason: EndReason = match reason {
-            Ok(()) => EndReason::Complete,
-            Err(reason) => reason,
-        };
-        app.metrics.record_end(reason);
-        app.metrics.open_streams.dec();
+        stream_ended(&app, result, None);
         drop(start.slot);
     });
     body
 }
 
-/// The `snapshot` frame: the newest `limit` tasks the token covers.
+/// The `snapshot` frame: the newest `limit` tasks the token covers. Callers box it, like every
+/// query of a stream, so that an idle list's future does not keep the query's state.
 async fn snapshot(app: &App, start: &ListStart) -> Result<bytes::Bytes, EndReason> {
     let listing = TaskListing {
         limit: start.limit,

@@ -6,7 +6,7 @@
 // script as well).
 
 /** Labels of the event kinds the protocol defines; any other type is labelled by its name. */
-export const LABELS = {
+const LABELS = {
   assistant: 'Assistant',
   toolcall: 'Tool call',
   toolresult: 'Tool result',

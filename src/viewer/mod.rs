@@ -66,33 +66,18 @@ impl Asset {
 
 /// The static file called `name`, if there is one.
 pub(crate) fn asset(name: &str) -> Option<Asset> {
-    match name {
-        "viewer.css" => Some(Asset {
-            content_type: "text/css; charset=utf-8",
-            body: VIEWER_CSS,
-        }),
-        "viewer.js" => Some(Asset {
-            content_type: "text/javascript; charset=utf-8",
-            body: VIEWER_JS,
-        }),
-        "taskstream.js" => Some(Asset {
-            content_type: "text/javascript; charset=utf-8",
-            body: TASKSTREAM_JS,
-        }),
-        "signin.js" => Some(Asset {
-            content_type: "text/javascript; charset=utf-8",
-            body: SIGNIN_JS,
-        }),
-        "cards.js" | "watch.js" | "list.js" => Some(Asset {
-            content_type: "text/javascript; charset=utf-8",
-            body: match name {
-                "cards.js" => CARDS_JS,
-                "watch.js" => WATCH_JS,
-                _ => LIST_JS,
-            },
-        }),
-        _ => None,
-    }
+    const JS: &str = "text/javascript; charset=utf-8";
+    let (content_type, body) = match name {
+        "viewer.css" => ("text/css; charset=utf-8", VIEWER_CSS),
+        "viewer.js" => (JS, VIEWER_JS),
+        "taskstream.js" => (JS, TASKSTREAM_JS),
+        "signin.js" => (JS, SIGNIN_JS),
+        "cards.js" => (JS, CARDS_JS),
+        "watch.js" => (JS, WATCH_JS),
+        "list.js" => (JS, LIST_JS),
+        _ => return None,
+    };
+    Some(Asset { content_type, body })
 }
 
 /// The task list: `tasks` is the page, newest first; `more` says whether older tasks follow;

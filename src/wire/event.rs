@@ -78,7 +78,8 @@ pub(crate) struct Encoded {
 pub(crate) fn encode(cursor: &str, event_type: &str, content: &str) -> Encoded {
     let name = event_name(event_type);
     let data = event_data(event_type, content).to_string();
-    let mut out = BytesMut::new();
+    // The frame's length, give or take the field names: one allocation per event.
+    let mut out = BytesMut::with_capacity(cursor.len() + name.len() + data.len() + 24);
     sse::write_id(&mut out, cursor);
     let body = out.len();
     sse::write_body(&mut out, &name, &data);
@@ -99,9 +100,12 @@ impl Encoded {
     /// multi-task subscriber, each of which writes only its own `id:` line before it.
     pub(crate) fn tagged(&self, task_json: &str) -> Bytes {
         let name = String::from_utf8_lossy(&self.frame[self.name.clone()]);
-        let data = String::from_utf8_lossy(&self.frame[self.data.clone()]);
-        let mut out = BytesMut::new();
-        sse::write_body(&mut out, &name, &tagged_data(task_json, &data));
+        let data = tagged_data(
+            task_json,
+            &String::from_utf8_lossy(&self.frame[self.data.clone()]),
+        );
+        let mut out = BytesMut::with_capacity(name.len() + data.len() + 20);
+        sse::write_body(&mut out, &name, &data);
         out.freeze()
     }
 }

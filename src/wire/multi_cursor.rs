@@ -95,9 +95,9 @@ pub fn session_hash(id: &str) -> u64 {
 /// (a resuming client's salt, so its entries keep matching). `None` only if all 256 salts
 /// collide, which a handful of 32-bit hashes never do in practice.
 pub fn pick_salt(preferred: Option<u8>, task_ids: &[&str]) -> Option<u8> {
-    let candidates = preferred.into_iter().chain(0..=u8::MAX);
-    candidates
+    preferred
         .into_iter()
+        .chain(0..=u8::MAX)
         .find(|&salt| distinct(salt, task_ids))
 }
 
@@ -152,7 +152,7 @@ impl Entry {
 }
 
 /// Writes the fixed part of a cursor written with `salt`.
-pub fn write_prefix(out: &mut Vec<u8>, salt: u8) {
+fn write_prefix(out: &mut Vec<u8>, salt: u8) {
     out.push(PREFIX as u8);
     out.extend_from_slice(format!("{salt:02x}").as_bytes());
 }

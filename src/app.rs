@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::api::WriteGate;
 use crate::config::Config;
@@ -38,7 +38,7 @@ pub(crate) struct App {
     /// What `/readyz` knows of the database.
     pub(crate) health: Health,
     /// One permit per open stream: `max_streams` in all.
-    pub(crate) stream_slots: Arc<Semaphore>,
+    stream_slots: Arc<Semaphore>,
     /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
     /// queues here instead of taking every pooled connection from the tails and the poll.
     read_slots: Semaphore,
@@ -82,6 +82,18 @@ impl App {
             metrics,
             shutdown,
         }
+    }
+
+    /// A new stream's permit, held for the stream's life, or why it may not open (`503`): the
+    /// server is shutting down, or `max_streams` are open.
+    pub(crate) fn stream_slot(&self) -> Result<OwnedSemaphorePermit, &'static str> {
+        if self.shutdown.is_triggered() {
+            return Err("shutting down");
+        }
+        self.stream_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "too many open streams")
     }
 
     /// Waits for a turn to read from the pool on behalf of a client (stream start, replay).

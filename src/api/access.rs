@@ -6,6 +6,7 @@
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::app::App;
+use crate::http::auth::Grant;
 use crate::http::refusal::{authorize, unauthorized, unavailable};
 use crate::http::response::{self, Body};
 
@@ -18,15 +19,20 @@ pub(crate) struct WriteGate {
     pub(crate) refused: Option<String>,
 }
 
-/// The refusal of a request that may not read `task_id` (`401`, `403`); `None`: it may.
-pub(crate) fn may_read(app: &App, headers: &HeaderMap, task_id: &str) -> Option<Response<Body>> {
+/// The grant of a request that may read `task_id` (`None` when authentication is off), or the
+/// answer refusing it (`401`, `403`).
+pub(crate) fn may_read(
+    app: &App,
+    headers: &HeaderMap,
+    task_id: &str,
+) -> Result<Option<Grant>, Box<Response<Body>>> {
     match authorize(app, headers) {
-        Ok(Some(grant)) if !grant.covers(task_id) => Some(response::error(
+        Ok(Some(grant)) if !grant.covers(task_id) => Err(Box::new(response::error(
             StatusCode::FORBIDDEN,
             "the token does not cover this task",
-        )),
-        Ok(_) => None,
-        Err(denied) => Some(unauthorized(denied)),
+        ))),
+        Ok(grant) => Ok(grant),
+        Err(denied) => Err(Box::new(unauthorized(denied))),
     }
 }
 

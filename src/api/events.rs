@@ -158,8 +158,8 @@ pub(crate) async fn page(
     query: Option<&str>,
     task_id: &str,
 ) -> Response<Body> {
-    if let Some(refused) = may_read(app, headers, task_id) {
-        return refused;
+    if let Err(refused) = may_read(app, headers, task_id) {
+        return *refused;
     }
     let (after, limit) = match page_query(query) {
         Ok(asked) => asked,

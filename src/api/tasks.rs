@@ -57,8 +57,8 @@ where
 
 /// `GET /tasks/{id}` as JSON.
 pub(crate) async fn get(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
-    if let Some(refused) = may_read(app, headers, task_id) {
-        return refused;
+    if let Err(refused) = may_read(app, headers, task_id) {
+        return *refused;
     }
     let task = {
         let _turn = app.read_slot().await;

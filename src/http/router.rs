@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::api;
+use crate::api::access::may_read;
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
 use crate::http::accept::{self, Representation};
@@ -103,21 +104,21 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Endpoint::Readyz => readyz(app).await,
         Endpoint::Metrics => metrics(app, req.headers()).await,
         Endpoint::OpenApi => api::openapi::document(),
-        Endpoint::Stream(id) => events_stream(app, &req, id).await,
+        Endpoint::Stream(id) => for_task(id, async |id| events_stream(app, &req, id).await).await,
         Endpoint::MultiStream => multi_stream(app, &req).await,
-        Endpoint::EventPage(id) => match request::task_id(id) {
-            Ok(id) => api::events::page(app, req.headers(), query, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
-        Endpoint::PostEvents(id) => match request::task_id(id) {
-            Ok(id) => api::events::post(app, req, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
-        Endpoint::Task(id) => task_resource(app, req.headers(), id).await,
-        Endpoint::PutTask(id) => match request::task_id(id) {
-            Ok(id) => api::tasks::put(app, req, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
+        Endpoint::EventPage(id) => {
+            for_task(id, async |id| {
+                api::events::page(app, req.headers(), query, id).await
+            })
+            .await
+        }
+        Endpoint::PostEvents(id) => {
+            for_task(id, async |id| api::events::post(app, req, id).await).await
+        }
+        Endpoint::Task(id) => {
+            for_task(id, async |id| task_resource(app, req.headers(), id).await).await
+        }
+        Endpoint::PutTask(id) => for_task(id, async |id| api::tasks::put(app, req, id).await).await,
         Endpoint::Tasks => task_list(app, req.headers(), query).await,
         Endpoint::Index => index(app, &req).await,
         Endpoint::Watch => watch_page(app, &req).await,
@@ -130,16 +131,25 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// A request on a path that names a task: its id is checked first (`400` when it does not
+/// parse, whatever else is wrong), then `answer` gets it.
+async fn for_task(
+    segment: &str,
+    answer: impl AsyncFnOnce(&str) -> Response<Body>,
+) -> Response<Body> {
+    match request::task_id(segment) {
+        Ok(id) => answer(&id).await,
+        Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+    }
+}
+
 /// `GET /tasks/{id}`: the task as JSON, or the viewer's live page for a client that prefers
 /// HTML (a browser). Either way `vary: accept`.
-async fn task_resource(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
+async fn task_resource(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
     let mut answer = match accept::preferred(headers, &[Representation::Json, Representation::Html])
     {
-        Representation::Html => task_page(app, headers, segment).await,
-        _ => match request::task_id(segment) {
-            Ok(id) => api::tasks::get(app, headers, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
+        Representation::Html => task_page(app, headers, task_id).await,
+        _ => api::tasks::get(app, headers, task_id).await,
     };
     answer
         .headers_mut()
@@ -222,13 +232,9 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
 
 /// `GET /tasks/{id}`: the viewer's live page of one task (a token that covers it when
 /// authentication is on).
-async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
-    let task_id = match request::task_id(segment) {
-        Ok(id) => id,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
+async fn task_page(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
     match authorize(app, headers) {
-        Ok(Some(grant)) if !grant.covers(&task_id) => {
+        Ok(Some(grant)) if !grant.covers(task_id) => {
             return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
         }
         Ok(_) => {}
@@ -236,7 +242,7 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
     }
     let task = {
         let _turn = app.read_slot().await;
-        app.db.task(&task_id).await
+        app.db.task(task_id).await
     };
     match task {
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
@@ -339,34 +345,25 @@ fn preflight(app: &App, headers: &HeaderMap) -> Response<Body> {
 }
 
 /// `GET /tasks/{id}/events/stream`: the task's latest session as Server-Sent Events.
-async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Response<Body> {
-    let task_id = match request::task_id(segment) {
-        Ok(id) => id,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
+async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, task_id: &str) -> Response<Body> {
     let cursor = match request::resume_cursor(req.headers(), req.uri().query()) {
         Ok(cursor) => cursor,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
-    let grant = match authorize(app, req.headers()) {
+    let grant = match may_read(app, req.headers(), task_id) {
         Ok(grant) => grant,
-        Err(denied) => return unauthorized(denied),
+        Err(refused) => return *refused,
     };
-    if grant.as_ref().is_some_and(|grant| !grant.covers(&task_id)) {
-        return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
-    }
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     // Subscribe before reading the position: whatever commits after the read then reaches the
     // stream live, and whatever committed before is in the table.
-    let subscription = app.hub.subscribe(&task_id);
+    let subscription = app.hub.subscribe(task_id);
     let position = {
         let _turn = app.read_slot().await;
-        app.db.position(&task_id).await
+        app.db.position(task_id).await
     };
     let position = match position {
         Ok(Some(position)) => position,
@@ -422,11 +419,9 @@ async fn multi_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         let message = format!("the token does not cover task {refused:?}");
         return response::error(StatusCode::FORBIDDEN, &message);
     }
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     // Subscribe to every tail before reading the positions, as a single stream does.
     let subscriptions: Vec<_> = task_ids.iter().map(|id| app.hub.subscribe(id)).collect();
@@ -476,11 +471,9 @@ async fn task_list_stream(
         Ok(request) => request,
         Err(refused) => return *refused,
     };
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     let start = client_stream::ListStart {
         limit: page.limit,

@@ -68,7 +68,7 @@ where
     let prefix = session_prefix(&batch.session);
     let Some(key) = key else {
         return match app.db.write_events(&rows).await {
-            Ok(seqs) => send(&written(&prefix, &seqs)),
+            Ok(seqs) => send(written(&prefix, &seqs)),
             Err(error) => write_failed(&error, false),
         };
     };
@@ -83,9 +83,9 @@ where
         .write_events_once(&rows, &claim, |seqs| written(&prefix, seqs))
         .await
     {
-        Ok(Keyed::Written(answer)) => send(&answer),
+        Ok(Keyed::Written(answer)) => send(answer),
         Ok(Keyed::Replayed(answer)) => {
-            let mut replayed = send(&answer);
+            let mut replayed = send(answer);
             replayed
                 .headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
@@ -112,9 +112,9 @@ fn written(prefix: &str, seqs: &[i64]) -> Answer {
 }
 
 /// An answer as a response.
-fn send(answer: &Answer) -> Response<Body> {
+fn send(answer: Answer) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response::with_type(status, "application/json", Bytes::from(answer.body.clone()))
+    response::with_type(status, "application/json", Bytes::from(answer.body))
 }
 
 /// `400` or `413` for a body or header that was refused.

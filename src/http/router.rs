@@ -146,25 +146,25 @@ async fn for_task(
 /// `GET /tasks/{id}`: the task as JSON, or the viewer's live page for a client that prefers
 /// HTML (a browser). Either way `vary: accept`.
 async fn task_resource(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
-    let mut answer = match accept::preferred(headers, &[Representation::Json, Representation::Html])
-    {
+    let offered = [Representation::Json, Representation::Html];
+    varies_by_accept(match accept::preferred(headers, &offered) {
         Representation::Html => task_page(app, headers, task_id).await,
         _ => api::tasks::get(app, headers, task_id).await,
-    };
-    answer
-        .headers_mut()
-        .append(VARY, HeaderValue::from_static("accept"));
-    answer
+    })
 }
 
 /// `GET /tasks`: the task list as JSON, with `vary: accept` (other representations of the same
 /// list join here, chosen by `Accept` with [`accept::preferred`]).
 async fn task_list(app: &Arc<App>, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     let offered = [Representation::Json, Representation::EventStream];
-    let mut answer = match accept::preferred(headers, &offered) {
+    varies_by_accept(match accept::preferred(headers, &offered) {
         Representation::EventStream => task_list_stream(app, headers, query).await,
         _ => api::tasks::list(app, headers, query).await,
-    };
+    })
+}
+
+/// `answer` marked as chosen by the request's `Accept` (`vary: accept`), for caches.
+fn varies_by_accept(mut answer: Response<Body>) -> Response<Body> {
     answer
         .headers_mut()
         .append(VARY, HeaderValue::from_static("accept"));

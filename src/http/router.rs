@@ -76,16 +76,10 @@ const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Answers one request.
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     // CORS decorates the answer by the request's `Origin`, kept before the body is read.
-    let origin = app.cors.as_ref().map(|_| {
-        let mut headers = HeaderMap::new();
-        if let Some(origin) = req.headers().get(http::header::ORIGIN) {
-            headers.insert(http::header::ORIGIN, origin.clone());
-        }
-        headers
-    });
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let mut response = route(&app, req).await;
-    if let (Some(cors), Some(origin)) = (&app.cors, origin) {
-        cors.decorate(&origin, response.headers_mut());
+    if let Some(cors) = &app.cors {
+        cors.decorate(origin.as_ref(), response.headers_mut());
     }
     Ok(response)
 }

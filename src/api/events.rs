@@ -26,7 +26,7 @@ use crate::wire::event::{event_data, event_name};
 pub(crate) const WRITE_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// Events on one page of `GET /tasks/{id}/events` unless `?limit=` asks for another number.
-const DEFAULT_EVENTS_PAGE: i64 = 100;
+pub(crate) const DEFAULT_EVENTS_PAGE: i64 = 100;
 
 /// Most events on one page, whatever `?limit=` asks.
 pub(crate) const MAX_EVENTS_PAGE: i64 = 1000;

@@ -222,7 +222,7 @@ fn place(at: &str) -> &str {
 /// Walks the whole document once: refuses a duplicate key in any object and NUL in any string
 /// or key, naming where (`[2].content.args.path`). serde_json bounds the nesting depth (128)
 /// and refuses invalid UTF-8 and trailing data.
-pub(crate) fn check_document(body: &[u8]) -> Result<(), InputError> {
+fn check_document(body: &[u8]) -> Result<(), InputError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     Checker { at: String::new() }
         .deserialize(&mut deserializer)

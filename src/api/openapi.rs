@@ -61,6 +61,29 @@ mod tests {
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     }
 
+    /// The page sizes the document states are the ones the code uses.
+    #[test]
+    fn states_the_page_limits_of_the_code() {
+        use crate::api::events::{DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE};
+        use crate::http::request::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+        let document = parsed();
+        for (path, default, max) in [
+            ("/tasks", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            ("/tasks/{id}/events", DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE),
+        ] {
+            let limit = document["paths"][path]["get"]["parameters"]
+                .as_array()
+                .and_then(|parameters| parameters.iter().find(|p| p["name"] == "limit"))
+                .unwrap_or_else(|| panic!("{path} documents ?limit="));
+            assert_eq!(limit["schema"]["default"], default, "{path}");
+            let description = limit["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains(&format!("capped at {max})")),
+                "{path}: {description}"
+            );
+        }
+    }
+
     #[test]
     fn names_every_api_route_of_the_router() {
         let documented = documented();

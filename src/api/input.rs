@@ -20,10 +20,10 @@ use serde_json::value::RawValue;
 use crate::http::request::check_id;
 
 /// Longest `Idempotency-Key` accepted.
-const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Longest task status accepted, in bytes: statuses are short words (`InProgress`, `Done`).
-const MAX_STATUS_LEN: usize = 64;
+pub(crate) const MAX_STATUS_LEN: usize = 64;
 
 /// Why a body or header was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

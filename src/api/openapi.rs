@@ -84,6 +84,28 @@ mod tests {
         }
     }
 
+    /// The longest strings the document states are the ones the code accepts.
+    #[test]
+    fn states_the_length_limits_of_the_code() {
+        use crate::api::input::{MAX_KEY_LEN, MAX_STATUS_LEN};
+        use crate::http::request::MAX_TASK_ID_LEN;
+        let document = parsed();
+        for (pointer, max) in [
+            (
+                "/paths/~1tasks~1{id}~1events/post/parameters/0/schema",
+                MAX_KEY_LEN,
+            ),
+            ("/components/parameters/TaskId/schema", MAX_TASK_ID_LEN),
+            (
+                "/components/schemas/TaskIn/properties/status",
+                MAX_STATUS_LEN,
+            ),
+        ] {
+            let stated = document.pointer(pointer).map(|schema| &schema["maxLength"]);
+            assert_eq!(stated, Some(&Value::from(max)), "{pointer}");
+        }
+    }
+
     #[test]
     fn names_every_api_route_of_the_router() {
         let documented = documented();

@@ -16,6 +16,9 @@ use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
+/// How long a write waits for a turn on the pool (`--max-writes`) before it gets `503`.
+const WRITE_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 /// One running server's shared state. Lives as long as the server.
 #[derive(Debug)]
 pub(crate) struct App {
@@ -111,9 +114,10 @@ impl App {
         permit
     }
 
-    /// A turn to write on the pool, waiting at most `wait`; `None` when none came (`503`).
-    pub(crate) async fn write_slot(&self, wait: Duration) -> Option<SemaphorePermit<'_>> {
-        match tokio::time::timeout(wait, self.write_slots.acquire()).await {
+    /// A turn to write on the pool, waiting at most [`WRITE_QUEUE_WAIT`]; `None` when none
+    /// came (`503`).
+    pub(crate) async fn write_slot(&self) -> Option<SemaphorePermit<'_>> {
+        match tokio::time::timeout(WRITE_QUEUE_WAIT, self.write_slots.acquire()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => None,
         }

@@ -3,8 +3,6 @@
 //! with the ids, names and data the stream sends, so a program can switch between paging and
 //! streaming at any cursor).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
@@ -21,9 +19,6 @@ use crate::http::request::query_param;
 use crate::http::response::{self, Body};
 use crate::wire::cursor::{Cursor, session_prefix};
 use crate::wire::event::{event_data, event_name};
-
-/// How long a write waits for a turn on the pool (`--max-writes`) before it gets `503`.
-pub(crate) const WRITE_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// Events on one page of `GET /tasks/{id}/events` unless `?limit=` asks for another number.
 pub(crate) const DEFAULT_EVENTS_PAGE: i64 = 100;
@@ -56,7 +51,7 @@ where
         Ok(batch) => batch,
         Err(error) => return refused_input(&error),
     };
-    let Some(_turn) = app.write_slot(WRITE_QUEUE_WAIT).await else {
+    let Some(_turn) = app.write_slot().await else {
         return unavailable("too many writes at once");
     };
     let rows = EventBatch {

@@ -106,6 +106,19 @@ mod tests {
         }
     }
 
+    /// The default number of tasks per multi-task stream the document states is the code's.
+    #[test]
+    fn states_the_default_tasks_per_stream() {
+        let document = parsed();
+        let task = document["paths"]["/events/stream"]["get"]["parameters"]
+            .as_array()
+            .and_then(|parameters| parameters.iter().find(|p| p["name"] == "task"))
+            .expect("GET /events/stream documents ?task=");
+        let description = task["description"].as_str().unwrap_or_default();
+        let stated = format!("(default {})", crate::config::DEFAULT_MAX_STREAM_TASKS);
+        assert!(description.contains(&stated), "{description}");
+    }
+
     #[test]
     fn names_every_api_route_of_the_router() {
         let documented = documented();

@@ -4,7 +4,7 @@
 //! streaming at any cursor).
 
 use bytes::Bytes;
-use http::header::{HeaderValue, RETRY_AFTER};
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -14,7 +14,7 @@ use crate::api::input::{self, InputError};
 use crate::app::App;
 use crate::db::{Answer, DbError, EventBatch, KEY_WAIT, KeyClaim, Keyed, PageLimit, Refusal};
 use crate::http::body;
-use crate::http::refusal::{RETRY_AFTER_SECONDS, database_failed, unavailable};
+use crate::http::refusal::{database_failed, retry_later, unavailable};
 use crate::http::request::query_param;
 use crate::http::response::{self, Body};
 use crate::wire::cursor::{Cursor, session_prefix};
@@ -128,20 +128,14 @@ fn write_failed(error: &DbError, keyed: bool) -> Response<Body> {
         Some(Refusal::SessionOfAnotherTask) => {
             response::error(StatusCode::CONFLICT, "the session belongs to another task")
         }
-        Some(Refusal::LockBusy) if keyed => {
-            let mut answer = response::error(
-                StatusCode::CONFLICT,
-                &format!(
-                    "a request with this Idempotency-Key (or of this session) is still running \
-                     after {}s; retry",
-                    KEY_WAIT.as_secs()
-                ),
-            );
-            answer
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-            answer
-        }
+        Some(Refusal::LockBusy) if keyed => retry_later(
+            StatusCode::CONFLICT,
+            &format!(
+                "a request with this Idempotency-Key (or of this session) is still running \
+                 after {}s; retry",
+                KEY_WAIT.as_secs()
+            ),
+        ),
         _ => database_failed(error, "cannot write events"),
     }
 }

@@ -308,26 +308,23 @@ impl<'de> Visitor<'de> for Checker {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let child = self.child(&key);
+        while let Some(key) = map.next_key::<String>()? {
             if key.contains('\0') {
                 return Err(A::Error::custom(format!(
                     "a key in {} contains NUL (\\u0000)",
                     place(&self.at)
                 )));
             }
-            if !seen.insert(key.clone().into_owned()) {
-                return Err(A::Error::custom(format!(
-                    "duplicate key {:?} in {}",
-                    key.as_ref(),
-                    if self.at.is_empty() {
-                        "the body"
-                    } else {
-                        &self.at
-                    }
-                )));
+            if seen.contains(&key) {
+                let at = if self.at.is_empty() {
+                    "the body"
+                } else {
+                    &self.at
+                };
+                return Err(A::Error::custom(format!("duplicate key {key:?} in {at}")));
             }
-            map.next_value_seed(child)?;
+            map.next_value_seed(self.child(&key))?;
+            seen.insert(key);
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! Who may write through the JSON API, decided once per request: a token whose `write` claim
 //! covers the task (authentication on), or anyone when authentication is off and the server
 //! listens on loopback or was told `--allow-anonymous-writes`; and only while the server's own
-//! login holds the rights the writes need (checked at start).
+//! login holds the rights the writes need (checked at start). Who may read one task
+//! ([`may_read`]: a token whose `tasks` claim covers it, or anyone when authentication is off)
+//! is decided here too, for the JSON reads and the task's stream.
 
 use http::{HeaderMap, Response, StatusCode};
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::api::WriteGate;
 use crate::config::Config;
@@ -15,6 +15,9 @@ use crate::http::health::Health;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+
+/// How long a write waits for a turn on the pool (`--max-writes`) before it gets `503`.
+const WRITE_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// One running server's shared state. Lives as long as the server.
 #[derive(Debug)]
@@ -38,7 +41,7 @@ pub(crate) struct App {
     /// What `/readyz` knows of the database.
     pub(crate) health: Health,
     /// One permit per open stream: `max_streams` in all.
-    pub(crate) stream_slots: Arc<Semaphore>,
+    stream_slots: Arc<Semaphore>,
     /// One permit per client read running on the pool: `max_replays` in all. A reconnect storm
     /// queues here instead of taking every pooled connection from the tails and the poll.
     read_slots: Semaphore,
@@ -84,6 +87,18 @@ impl App {
         }
     }
 
+    /// A new stream's permit, held for the stream's life, or why it may not open (`503`): the
+    /// server is shutting down, or `max_streams` are open.
+    pub(crate) fn stream_slot(&self) -> Result<OwnedSemaphorePermit, &'static str> {
+        if self.shutdown.is_triggered() {
+            return Err("shutting down");
+        }
+        self.stream_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "too many open streams")
+    }
+
     /// Waits for a turn to read from the pool on behalf of a client (stream start, replay).
     pub(crate) async fn read_slot(&self) -> SemaphorePermit<'_> {
         if let Ok(permit) = self.read_slots.try_acquire() {
@@ -99,9 +114,10 @@ impl App {
         permit
     }
 
-    /// A turn to write on the pool, waiting at most `wait`; `None` when none came (`503`).
-    pub(crate) async fn write_slot(&self, wait: Duration) -> Option<SemaphorePermit<'_>> {
-        match tokio::time::timeout(wait, self.write_slots.acquire()).await {
+    /// A turn to write on the pool, waiting at most [`WRITE_QUEUE_WAIT`]; `None` when none
+    /// came (`503`).
+    pub(crate) async fn write_slot(&self) -> Option<SemaphorePermit<'_>> {
+        match tokio::time::timeout(WRITE_QUEUE_WAIT, self.write_slots.acquire()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => None,
         }

@@ -99,8 +99,8 @@ impl Handle {
     }
 }
 
-/// Starts a server: migrates or checks the schema (`--migrate`), opens the pool and the LISTEN connection, binds
-/// `listen` and serves until [`Handle::shutdown`].
+/// Starts a server: migrates or checks the schema (`--migrate`), opens the pool and the LISTEN
+/// connection, binds `listen` and serves until [`Handle::shutdown`].
 pub async fn start(
     config: Config,
     database_url: &str,
@@ -238,7 +238,8 @@ pub async fn start(
 /// (authentication off) only on loopback or with `--allow-anonymous-writes`; without the
 /// rights, writes answer `503` with the reason and reads go on.
 async fn write_gate(config: &Config, db: &Db, listen: SocketAddr) -> api::WriteGate {
-    let anonymous = config.allow_anonymous_writes || listen.ip().is_loopback();
+    let loopback = listen.ip().is_loopback();
+    let anonymous = config.allow_anonymous_writes || loopback;
     let refused = match db.missing_write_privileges().await {
         Ok(missing) if missing.is_empty() => None,
         Ok(missing) => Some(format!(
@@ -253,7 +254,7 @@ async fn write_gate(config: &Config, db: &Db, listen: SocketAddr) -> api::WriteG
     if let Some(reason) = &refused {
         tracing::warn!(%reason, "JSON API writes refused; reads are unaffected");
     }
-    if config.jwt_secret.is_none() && !listen.ip().is_loopback() && anonymous {
+    if config.jwt_secret.is_none() && config.allow_anonymous_writes && !loopback {
         tracing::warn!(
             %listen,
             "anyone who can reach this address may write events and tasks: authentication is \

@@ -212,3 +212,23 @@ async fn writes_beyond_max_writes_get_503_and_streams_still_start() {
     holder.batch_execute("COMMIT").await.expect("release");
     assert_eq!(stuck.await.expect("stuck").status, 201);
 }
+
+/// A keyed write that waits longer than the key's wait for its session's lock gets `409` with
+/// `retry-after` and writes nothing; the same request once the lock is free writes.
+#[tokio::test]
+async fn a_keyed_write_behind_a_busy_session_gets_409_with_retry_after() {
+    let server = TestServer::start(fast_config()).await;
+    server.task("t", "InProgress").await;
+    server.event("t", "s1", "assistant", "before").await;
+    let holder = lock_session(&server.url).await;
+    let busy = post_keyed(server.addr(), "busy", &event("x")).await;
+    assert_eq!(busy.status, 409);
+    assert!(busy.header("retry-after").is_some());
+    assert!(busy.json().await["error"].is_string());
+    holder.batch_execute("COMMIT").await.expect("release");
+    assert_eq!(committed(&server.db, "t").await.len(), 1, "nothing written");
+    let retry = post_keyed(server.addr(), "busy", &event("x")).await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    assert_eq!(committed(&server.db, "t").await.len(), 2);
+}

@@ -1,11 +1,14 @@
 //! Who may write through the JSON API, decided once per request: a token whose `write` claim
 //! covers the task (authentication on), or anyone when authentication is off and the server
 //! listens on loopback or was told `--allow-anonymous-writes`; and only while the server's own
-//! login holds the rights the writes need (checked at start).
+//! login holds the rights the writes need (checked at start). Who may read one task
+//! ([`may_read`]: a token whose `tasks` claim covers it, or anyone when authentication is off)
+//! is decided here too, for the JSON reads and the task's stream.
 
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::app::App;
+use crate::http::auth::Grant;
 use crate::http::refusal::{authorize, unauthorized, unavailable};
 use crate::http::response::{self, Body};
 
@@ -18,15 +21,20 @@ pub(crate) struct WriteGate {
     pub(crate) refused: Option<String>,
 }
 
-/// The refusal of a request that may not read `task_id` (`401`, `403`); `None`: it may.
-pub(crate) fn may_read(app: &App, headers: &HeaderMap, task_id: &str) -> Option<Response<Body>> {
+/// The grant of a request that may read `task_id` (`None` when authentication is off), or the
+/// answer refusing it (`401`, `403`).
+pub(crate) fn may_read(
+    app: &App,
+    headers: &HeaderMap,
+    task_id: &str,
+) -> Result<Option<Grant>, Box<Response<Body>>> {
     match authorize(app, headers) {
-        Ok(Some(grant)) if !grant.covers(task_id) => Some(response::error(
+        Ok(Some(grant)) if !grant.covers(task_id) => Err(Box::new(response::error(
             StatusCode::FORBIDDEN,
             "the token does not cover this task",
-        )),
-        Ok(_) => None,
-        Err(denied) => Some(unauthorized(denied)),
+        ))),
+        Ok(grant) => Ok(grant),
+        Err(denied) => Err(Box::new(unauthorized(denied))),
     }
 }
 

@@ -3,10 +3,8 @@
 //! with the ids, names and data the stream sends, so a program can switch between paging and
 //! streaming at any cursor).
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::header::{HeaderValue, RETRY_AFTER};
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -16,17 +14,14 @@ use crate::api::input::{self, InputError};
 use crate::app::App;
 use crate::db::{Answer, DbError, EventBatch, KEY_WAIT, KeyClaim, Keyed, PageLimit, Refusal};
 use crate::http::body;
-use crate::http::refusal::{RETRY_AFTER_SECONDS, database_failed, unavailable};
+use crate::http::refusal::{database_failed, retry_later, unavailable};
 use crate::http::request::query_param;
 use crate::http::response::{self, Body};
 use crate::wire::cursor::{Cursor, session_prefix};
 use crate::wire::event::{event_data, event_name};
 
-/// How long a write waits for a turn on the pool (`--max-writes`) before it gets `503`.
-pub(crate) const WRITE_QUEUE_WAIT: Duration = Duration::from_secs(1);
-
 /// Events on one page of `GET /tasks/{id}/events` unless `?limit=` asks for another number.
-const DEFAULT_EVENTS_PAGE: i64 = 100;
+pub(crate) const DEFAULT_EVENTS_PAGE: i64 = 100;
 
 /// Most events on one page, whatever `?limit=` asks.
 pub(crate) const MAX_EVENTS_PAGE: i64 = 1000;
@@ -56,7 +51,7 @@ where
         Ok(batch) => batch,
         Err(error) => return refused_input(&error),
     };
-    let Some(_turn) = app.write_slot(WRITE_QUEUE_WAIT).await else {
+    let Some(_turn) = app.write_slot().await else {
         return unavailable("too many writes at once");
     };
     let rows = EventBatch {
@@ -68,7 +63,7 @@ where
     let prefix = session_prefix(&batch.session);
     let Some(key) = key else {
         return match app.db.write_events(&rows).await {
-            Ok(seqs) => send(&written(&prefix, &seqs)),
+            Ok(seqs) => send(written(&prefix, &seqs)),
             Err(error) => write_failed(&error, false),
         };
     };
@@ -83,9 +78,9 @@ where
         .write_events_once(&rows, &claim, |seqs| written(&prefix, seqs))
         .await
     {
-        Ok(Keyed::Written(answer)) => send(&answer),
+        Ok(Keyed::Written(answer)) => send(answer),
         Ok(Keyed::Replayed(answer)) => {
-            let mut replayed = send(&answer);
+            let mut replayed = send(answer);
             replayed
                 .headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
@@ -112,9 +107,9 @@ fn written(prefix: &str, seqs: &[i64]) -> Answer {
 }
 
 /// An answer as a response.
-fn send(answer: &Answer) -> Response<Body> {
+fn send(answer: Answer) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response::with_type(status, "application/json", Bytes::from(answer.body.clone()))
+    response::with_type(status, "application/json", Bytes::from(answer.body))
 }
 
 /// `400` or `413` for a body or header that was refused.
@@ -133,20 +128,14 @@ fn write_failed(error: &DbError, keyed: bool) -> Response<Body> {
         Some(Refusal::SessionOfAnotherTask) => {
             response::error(StatusCode::CONFLICT, "the session belongs to another task")
         }
-        Some(Refusal::LockBusy) if keyed => {
-            let mut answer = response::error(
-                StatusCode::CONFLICT,
-                &format!(
-                    "a request with this Idempotency-Key (or of this session) is still running \
-                     after {}s; retry",
-                    KEY_WAIT.as_secs()
-                ),
-            );
-            answer
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-            answer
-        }
+        Some(Refusal::LockBusy) if keyed => retry_later(
+            StatusCode::CONFLICT,
+            &format!(
+                "a request with this Idempotency-Key (or of this session) is still running \
+                 after {}s; retry",
+                KEY_WAIT.as_secs()
+            ),
+        ),
         _ => database_failed(error, "cannot write events"),
     }
 }
@@ -158,8 +147,8 @@ pub(crate) async fn page(
     query: Option<&str>,
     task_id: &str,
 ) -> Response<Body> {
-    if let Some(refused) = may_read(app, headers, task_id) {
-        return refused;
+    if let Err(refused) = may_read(app, headers, task_id) {
+        return *refused;
     }
     let (after, limit) = match page_query(query) {
         Ok(asked) => asked,

@@ -20,10 +20,10 @@ use serde_json::value::RawValue;
 use crate::http::request::check_id;
 
 /// Longest `Idempotency-Key` accepted.
-const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Longest task status accepted, in bytes: statuses are short words (`InProgress`, `Done`).
-const MAX_STATUS_LEN: usize = 64;
+pub(crate) const MAX_STATUS_LEN: usize = 64;
 
 /// Why a body or header was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +222,7 @@ fn place(at: &str) -> &str {
 /// Walks the whole document once: refuses a duplicate key in any object and NUL in any string
 /// or key, naming where (`[2].content.args.path`). serde_json bounds the nesting depth (128)
 /// and refuses invalid UTF-8 and trailing data.
-pub(crate) fn check_document(body: &[u8]) -> Result<(), InputError> {
+fn check_document(body: &[u8]) -> Result<(), InputError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     Checker { at: String::new() }
         .deserialize(&mut deserializer)
@@ -308,26 +308,23 @@ impl<'de> Visitor<'de> for Checker {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let child = self.child(&key);
+        while let Some(key) = map.next_key::<String>()? {
             if key.contains('\0') {
                 return Err(A::Error::custom(format!(
                     "a key in {} contains NUL (\\u0000)",
                     place(&self.at)
                 )));
             }
-            if !seen.insert(key.clone().into_owned()) {
-                return Err(A::Error::custom(format!(
-                    "duplicate key {:?} in {}",
-                    key.as_ref(),
-                    if self.at.is_empty() {
-                        "the body"
-                    } else {
-                        &self.at
-                    }
-                )));
+            if seen.contains(&key) {
+                let at = if self.at.is_empty() {
+                    "the body"
+                } else {
+                    &self.at
+                };
+                return Err(A::Error::custom(format!("duplicate key {key:?} in {at}")));
             }
-            map.next_value_seed(child)?;
+            map.next_value_seed(self.child(&key))?;
+            seen.insert(key);
         }
         Ok(())
     }

@@ -61,6 +61,64 @@ mod tests {
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     }
 
+    /// The page sizes the document states are the ones the code uses.
+    #[test]
+    fn states_the_page_limits_of_the_code() {
+        use crate::api::events::{DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE};
+        use crate::http::request::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+        let document = parsed();
+        for (path, default, max) in [
+            ("/tasks", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            ("/tasks/{id}/events", DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE),
+        ] {
+            let limit = document["paths"][path]["get"]["parameters"]
+                .as_array()
+                .and_then(|parameters| parameters.iter().find(|p| p["name"] == "limit"))
+                .unwrap_or_else(|| panic!("{path} documents ?limit="));
+            assert_eq!(limit["schema"]["default"], default, "{path}");
+            let description = limit["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains(&format!("capped at {max})")),
+                "{path}: {description}"
+            );
+        }
+    }
+
+    /// The longest strings the document states are the ones the code accepts.
+    #[test]
+    fn states_the_length_limits_of_the_code() {
+        use crate::api::input::{MAX_KEY_LEN, MAX_STATUS_LEN};
+        use crate::http::request::MAX_TASK_ID_LEN;
+        let document = parsed();
+        for (pointer, max) in [
+            (
+                "/paths/~1tasks~1{id}~1events/post/parameters/0/schema",
+                MAX_KEY_LEN,
+            ),
+            ("/components/parameters/TaskId/schema", MAX_TASK_ID_LEN),
+            (
+                "/components/schemas/TaskIn/properties/status",
+                MAX_STATUS_LEN,
+            ),
+        ] {
+            let stated = document.pointer(pointer).map(|schema| &schema["maxLength"]);
+            assert_eq!(stated, Some(&Value::from(max)), "{pointer}");
+        }
+    }
+
+    /// The default number of tasks per multi-task stream the document states is the code's.
+    #[test]
+    fn states_the_default_tasks_per_stream() {
+        let document = parsed();
+        let task = document["paths"]["/events/stream"]["get"]["parameters"]
+            .as_array()
+            .and_then(|parameters| parameters.iter().find(|p| p["name"] == "task"))
+            .expect("GET /events/stream documents ?task=");
+        let description = task["description"].as_str().unwrap_or_default();
+        let stated = format!("(default {})", crate::config::DEFAULT_MAX_STREAM_TASKS);
+        assert!(description.contains(&stated), "{description}");
+    }
+
     #[test]
     fn names_every_api_route_of_the_router() {
         let documented = documented();

@@ -7,7 +7,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::api::access::{may_read, may_write};
-use crate::api::events::{WRITE_QUEUE_WAIT, refused_input};
+use crate::api::events::refused_input;
 use crate::api::input;
 use crate::app::App;
 use crate::db::{DbError, TaskListing, TaskSummary};
@@ -35,7 +35,7 @@ where
         Ok(fields) => fields,
         Err(error) => return refused_input(&error),
     };
-    let Some(_turn) = app.write_slot(WRITE_QUEUE_WAIT).await else {
+    let Some(_turn) = app.write_slot().await else {
         return unavailable("too many writes at once");
     };
     match app
@@ -57,8 +57,8 @@ where
 
 /// `GET /tasks/{id}` as JSON.
 pub(crate) async fn get(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
-    if let Some(refused) = may_read(app, headers, task_id) {
-        return refused;
+    if let Err(refused) = may_read(app, headers, task_id) {
+        return *refused;
     }
     let task = {
         let _turn = app.read_slot().await;

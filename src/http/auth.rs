@@ -1,7 +1,8 @@
 //! Optional authentication: an HS256 JWT whose claim `tasks` lists the task ids it may read
 //! and whose claim `write` lists those it may write through the JSON API (`["*"]`: all; a
-//! token carries either or both, and `write` grants no reads), whose `exp` (Unix seconds) has not passed and whose `nbf`, if any, has; with
-//! `--jwt-issuer` and `--jwt-audience`, its `iss` and `aud` must match them.
+//! token carries either or both, and `write` grants no reads), whose `exp` (Unix seconds) has
+//! not passed and whose `nbf`, if any, has; with `--jwt-issuer` and `--jwt-audience`, its `iss`
+//! and `aud` must match them.
 //!
 //! Browsers' EventSource cannot set headers, so the token is read from `Authorization: Bearer`
 //! or from the token cookie (which `POST /session` sets, see [`crate::http::cookie`]). Never

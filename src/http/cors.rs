@@ -1,6 +1,7 @@
-//! Cross-origin reads and JSON API writes (CORS), off unless origins are configured: an explicit allow-list, each
-//! allowed origin echoed back (never `*`), `vary: origin` on every response so caches keep
-//! answers for different origins apart, and preflight `OPTIONS` answered.
+//! Cross-origin reads and JSON API writes (CORS), off unless origins are configured: an
+//! explicit allow-list, each allowed origin echoed back (never `*`), `vary: origin` on every
+//! response so caches keep answers for different origins apart, and preflight `OPTIONS`
+//! answered.
 
 use std::collections::HashSet;
 
@@ -48,17 +49,18 @@ impl Cors {
         })
     }
 
-    /// The request's origin if it is allowed.
-    fn allowed<'a>(&self, request: &'a HeaderMap) -> Option<&'a HeaderValue> {
-        let origin = request.get(ORIGIN)?;
+    /// The request's `Origin` if it is allowed.
+    fn allowed<'a>(&self, origin: Option<&'a HeaderValue>) -> Option<&'a HeaderValue> {
+        let origin = origin?;
         let text = origin.to_str().ok()?.to_ascii_lowercase();
         self.origins.contains(&text).then_some(origin)
     }
 
-    /// Adds the CORS headers a response to this request needs.
-    pub(crate) fn decorate(&self, request: &HeaderMap, response: &mut HeaderMap) {
+    /// Adds the CORS headers a response to a request from `origin` (its `Origin` header)
+    /// needs.
+    pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
         response.append(VARY, HeaderValue::from_static("origin"));
-        if let Some(origin) = self.allowed(request) {
+        if let Some(origin) = self.allowed(origin) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             response.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -76,7 +78,7 @@ impl Cors {
     /// The answer to a preflight `OPTIONS`: `204` with what is allowed, or `403` for an origin
     /// that is not on the list. (`decorate` adds the origin headers afterwards.)
     pub(crate) fn preflight(&self, request: &HeaderMap) -> Response<Body> {
-        if self.allowed(request).is_none() {
+        if self.allowed(request.get(ORIGIN)).is_none() {
             return response::error(StatusCode::FORBIDDEN, "origin not allowed");
         }
         let mut answer = response::empty(StatusCode::NO_CONTENT);

@@ -1,6 +1,6 @@
 //! HTTP: the accept loop and connections ([`server`]), content negotiation ([`accept`]),
-//! reading a JSON body ([`body`]), the routes ([`routes`]) and the router
-//! that dispatches them ([`router`]), reading requests ([`request`]) and building responses ([`response`]), optional
+//! reading a JSON body ([`body`]), the routes ([`routes`]) and the router that dispatches them
+//! ([`router`]), reading requests ([`request`]) and building responses ([`response`]), optional
 //! authentication ([`auth`]) and its cookie ([`cookie`]), CORS ([`cors`]), TLS ([`tls`]) and
 //! the database's health as `/readyz` reports it ([`health`]), what makes an HTTP/2
 //! connection idle ([`idle`]), and the answers that refuse a request ([`refusal`]).

@@ -1,6 +1,6 @@
 //! The answers that refuse a request, shared by every endpoint: who the request's token is
 //! ([`authorize`], `401`), a failed query by who is to blame ([`database_failed`]), and
-//! `503` with `retry-after` ([`unavailable`]).
+//! answers with `retry-after` ([`unavailable`], [`retry_later`]).
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
@@ -12,7 +12,7 @@ use crate::http::response::{self, Body};
 
 /// Seconds a client is told to wait (`retry-after`) when the server is full or the database is
 /// down.
-pub(crate) const RETRY_AFTER_SECONDS: &str = "2";
+const RETRY_AFTER_SECONDS: &str = "2";
 
 /// The request's grant: `Ok(None)` when authentication is off.
 pub(crate) fn authorize(app: &App, headers: &HeaderMap) -> Result<Option<Grant>, Denied> {
@@ -72,7 +72,12 @@ pub(crate) fn database_failed(error: &DbError, doing: &str) -> Response<Body> {
 
 /// `503` with a `retry-after` hint.
 pub(crate) fn unavailable(message: &str) -> Response<Body> {
-    let mut answer = response::error(StatusCode::SERVICE_UNAVAILABLE, message);
+    retry_later(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+/// `status` with a `retry-after` hint: the request may succeed as it is, a little later.
+pub(crate) fn retry_later(status: StatusCode, message: &str) -> Response<Body> {
+    let mut answer = response::error(status, message);
     answer
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::api;
+use crate::api::access::may_read;
 use crate::app::App;
 use crate::client_stream::{self, ConnectionAbort, Start};
 use crate::http::accept::{self, Representation};
@@ -75,16 +76,10 @@ const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Answers one request.
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     // CORS decorates the answer by the request's `Origin`, kept before the body is read.
-    let origin = app.cors.as_ref().map(|_| {
-        let mut headers = HeaderMap::new();
-        if let Some(origin) = req.headers().get(http::header::ORIGIN) {
-            headers.insert(http::header::ORIGIN, origin.clone());
-        }
-        headers
-    });
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let mut response = route(&app, req).await;
-    if let (Some(cors), Some(origin)) = (&app.cors, origin) {
-        cors.decorate(&origin, response.headers_mut());
+    if let Some(cors) = &app.cors {
+        cors.decorate(origin.as_ref(), response.headers_mut());
     }
     Ok(response)
 }
@@ -94,30 +89,31 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if target_len > app.config.max_url_bytes {
         return response::error(StatusCode::URI_TOO_LONG, "request target too long");
     }
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let query = req.uri().query().map(str::to_owned);
-    let query = query.as_deref();
+    // Kept apart from `req`, which a write endpoint takes whole for its body (a cheap clone:
+    // the URI shares its bytes).
+    let uri = req.uri().clone();
+    let segments: Vec<&str> = uri.path().split('/').skip(1).collect();
+    let query = uri.query();
     match endpoint(req.method(), &segments, app.cors.is_some()) {
         Endpoint::Healthz => healthz(),
         Endpoint::Readyz => readyz(app).await,
         Endpoint::Metrics => metrics(app, req.headers()).await,
         Endpoint::OpenApi => api::openapi::document(),
-        Endpoint::Stream(id) => events_stream(app, &req, id).await,
+        Endpoint::Stream(id) => for_task(id, async |id| events_stream(app, &req, id).await).await,
         Endpoint::MultiStream => multi_stream(app, &req).await,
-        Endpoint::EventPage(id) => match request::task_id(id) {
-            Ok(id) => api::events::page(app, req.headers(), query, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
-        Endpoint::PostEvents(id) => match request::task_id(id) {
-            Ok(id) => api::events::post(app, req, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
-        Endpoint::Task(id) => task_resource(app, req.headers(), id).await,
-        Endpoint::PutTask(id) => match request::task_id(id) {
-            Ok(id) => api::tasks::put(app, req, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
+        Endpoint::EventPage(id) => {
+            for_task(id, async |id| {
+                api::events::page(app, req.headers(), query, id).await
+            })
+            .await
+        }
+        Endpoint::PostEvents(id) => {
+            for_task(id, async |id| api::events::post(app, req, id).await).await
+        }
+        Endpoint::Task(id) => {
+            for_task(id, async |id| task_resource(app, req.headers(), id).await).await
+        }
+        Endpoint::PutTask(id) => for_task(id, async |id| api::tasks::put(app, req, id).await).await,
         Endpoint::Tasks => task_list(app, req.headers(), query).await,
         Endpoint::Index => index(app, &req).await,
         Endpoint::Watch => watch_page(app, &req).await,
@@ -130,31 +126,40 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// A request on a path that names a task: its id is checked first (`400` when it does not
+/// parse, whatever else is wrong), then `answer` gets it.
+async fn for_task(
+    segment: &str,
+    answer: impl AsyncFnOnce(&str) -> Response<Body>,
+) -> Response<Body> {
+    match request::task_id(segment) {
+        Ok(id) => answer(&id).await,
+        Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
+    }
+}
+
 /// `GET /tasks/{id}`: the task as JSON, or the viewer's live page for a client that prefers
 /// HTML (a browser). Either way `vary: accept`.
-async fn task_resource(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
-    let mut answer = match accept::preferred(headers, &[Representation::Json, Representation::Html])
-    {
-        Representation::Html => task_page(app, headers, segment).await,
-        _ => match request::task_id(segment) {
-            Ok(id) => api::tasks::get(app, headers, &id).await,
-            Err(error) => response::error(StatusCode::BAD_REQUEST, &error.0),
-        },
-    };
-    answer
-        .headers_mut()
-        .append(VARY, HeaderValue::from_static("accept"));
-    answer
+async fn task_resource(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
+    let offered = [Representation::Json, Representation::Html];
+    varies_by_accept(match accept::preferred(headers, &offered) {
+        Representation::Html => task_page(app, headers, task_id).await,
+        _ => api::tasks::get(app, headers, task_id).await,
+    })
 }
 
 /// `GET /tasks`: the task list as JSON, with `vary: accept` (other representations of the same
 /// list join here, chosen by `Accept` with [`accept::preferred`]).
 async fn task_list(app: &Arc<App>, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     let offered = [Representation::Json, Representation::EventStream];
-    let mut answer = match accept::preferred(headers, &offered) {
+    varies_by_accept(match accept::preferred(headers, &offered) {
         Representation::EventStream => task_list_stream(app, headers, query).await,
         _ => api::tasks::list(app, headers, query).await,
-    };
+    })
+}
+
+/// `answer` marked as chosen by the request's `Accept` (`vary: accept`), for caches.
+fn varies_by_accept(mut answer: Response<Body>) -> Response<Body> {
     answer
         .headers_mut()
         .append(VARY, HeaderValue::from_static("accept"));
@@ -222,13 +227,9 @@ async fn index<B>(app: &App, req: &Request<B>) -> Response<Body> {
 
 /// `GET /tasks/{id}`: the viewer's live page of one task (a token that covers it when
 /// authentication is on).
-async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Body> {
-    let task_id = match request::task_id(segment) {
-        Ok(id) => id,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
+async fn task_page(app: &App, headers: &HeaderMap, task_id: &str) -> Response<Body> {
     match authorize(app, headers) {
-        Ok(Some(grant)) if !grant.covers(&task_id) => {
+        Ok(Some(grant)) if !grant.covers(task_id) => {
             return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
         }
         Ok(_) => {}
@@ -236,7 +237,7 @@ async fn task_page(app: &App, headers: &HeaderMap, segment: &str) -> Response<Bo
     }
     let task = {
         let _turn = app.read_slot().await;
-        app.db.task(&task_id).await
+        app.db.task(task_id).await
     };
     match task {
         Ok(Some(task)) => response::page(viewer::task_page(&task)),
@@ -339,34 +340,25 @@ fn preflight(app: &App, headers: &HeaderMap) -> Response<Body> {
 }
 
 /// `GET /tasks/{id}/events/stream`: the task's latest session as Server-Sent Events.
-async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, segment: &str) -> Response<Body> {
-    let task_id = match request::task_id(segment) {
-        Ok(id) => id,
-        Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
-    };
+async fn events_stream<B>(app: &Arc<App>, req: &Request<B>, task_id: &str) -> Response<Body> {
     let cursor = match request::resume_cursor(req.headers(), req.uri().query()) {
         Ok(cursor) => cursor,
         Err(error) => return response::error(StatusCode::BAD_REQUEST, &error.0),
     };
-    let grant = match authorize(app, req.headers()) {
+    let grant = match may_read(app, req.headers(), task_id) {
         Ok(grant) => grant,
-        Err(denied) => return unauthorized(denied),
+        Err(refused) => return *refused,
     };
-    if grant.as_ref().is_some_and(|grant| !grant.covers(&task_id)) {
-        return response::error(StatusCode::FORBIDDEN, "the token does not cover this task");
-    }
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     // Subscribe before reading the position: whatever commits after the read then reaches the
     // stream live, and whatever committed before is in the table.
-    let subscription = app.hub.subscribe(&task_id);
+    let subscription = app.hub.subscribe(task_id);
     let position = {
         let _turn = app.read_slot().await;
-        app.db.position(&task_id).await
+        app.db.position(task_id).await
     };
     let position = match position {
         Ok(Some(position)) => position,
@@ -422,11 +414,9 @@ async fn multi_stream<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         let message = format!("the token does not cover task {refused:?}");
         return response::error(StatusCode::FORBIDDEN, &message);
     }
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     // Subscribe to every tail before reading the positions, as a single stream does.
     let subscriptions: Vec<_> = task_ids.iter().map(|id| app.hub.subscribe(id)).collect();
@@ -476,11 +466,9 @@ async fn task_list_stream(
         Ok(request) => request,
         Err(refused) => return *refused,
     };
-    if app.shutdown.is_triggered() {
-        return unavailable("shutting down");
-    }
-    let Ok(slot) = app.stream_slots.clone().try_acquire_owned() else {
-        return unavailable("too many open streams");
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reason) => return unavailable(reason),
     };
     let start = client_stream::ListStart {
         limit: page.limit,

@@ -84,8 +84,10 @@ fn allowed(segments: &[&str]) -> Option<&'static str> {
         | ["openapi.json"]
         | [""]
         | ["watch"]
-        | ["assets", _] => Some("GET"),
-        ["tasks", _, "events", "stream"] | ["events", "stream"] | ["tasks"] => Some("GET"),
+        | ["assets", _]
+        | ["tasks", _, "events", "stream"]
+        | ["events", "stream"]
+        | ["tasks"] => Some("GET"),
         ["tasks", _, "events"] => Some("GET, POST"),
         ["tasks", _] => Some("GET, PUT"),
         ["session"] => Some("POST, DELETE"),

@@ -1,8 +1,9 @@
 //! Hostile input, tried the way an attacker would, over a real socket: malformed requests
-//! ([`requests`]) and JSON API bodies ([`bodies`]), ids the database cannot take ([`ids`]), token edges ([`tokens`]), cookies
-//! ([`cookies`]), connections and HTTP/2 streams beyond the limits ([`connections`]), readers
-//! that pin memory ([`memory`]) and a database that stops answering ([`database`]). None may
-//! get a 500, a panic (a dropped connection), a hang, or deny service to other clients.
+//! ([`requests`]) and JSON API bodies ([`bodies`]), ids the database cannot take ([`ids`]),
+//! token edges ([`tokens`]), cookies ([`cookies`]), connections and HTTP/2 streams beyond the
+//! limits ([`connections`]), readers that pin memory ([`memory`]) and a database that stops
+//! answering ([`database`]). None may get a 500, a panic (a dropped connection), a hang, or
+//! deny service to other clients.
 
 mod bodies;
 mod connections;

@@ -40,7 +40,7 @@ struct HubInner {
     db: Db,
     /// How much one tail read may return.
     limit: PageLimit,
-    /// Counters (live tails).
+    /// Counters (live tails, forged notifications).
     metrics: Arc<Metrics>,
     /// Wakes the poller before its next tick: LISTEN reconnected.
     poll_now: Notify,
@@ -92,14 +92,14 @@ impl Hub {
         Hub {
             inner: Arc::new(HubInner {
                 tails: Mutex::new(HashMap::new()),
-                db: db.clone(),
+                feed: TaskFeed::spawn(db.clone()),
+                db,
                 limit,
                 metrics,
                 poll_now: Notify::new(),
                 interest,
                 poll_hint: Notify::new(),
                 keys: KeyCell::default(),
-                feed: TaskFeed::spawn(db.clone()),
             }),
         }
     }
@@ -128,11 +128,16 @@ impl Hub {
     }
 
     /// Routes a notification to the tail it concerns (if the task is watched here). One that
-    /// names nothing, or is forged, is only a hint to poll.
+    /// names nothing, or is forged (counted here, whichever source it came from), is only a
+    /// hint to poll.
     pub(crate) fn notify(&self, notice: Notice) {
         let Some(task) = notice.task() else {
-            if matches!(notice, Notice::Unknown) {
-                self.inner.feed.resync();
+            match notice {
+                Notice::Unknown => self.inner.feed.resync(),
+                Notice::Forged => {
+                    self.inner.metrics.notifications_forged.inc();
+                }
+                Notice::Event { .. } | Notice::TaskChanged { .. } => {}
             }
             return self.inner.poll_hint.notify_one();
         };

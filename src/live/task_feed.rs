@@ -11,7 +11,7 @@
 //! There is no change log to replay: a client that lags (or a LISTEN connection that
 //! reconnected, losing notifications) is told to resync, and takes a fresh snapshot.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
@@ -66,8 +66,8 @@ impl TaskFeed {
         self.out.subscribe()
     }
 
-    /// `task` changed. Ignored while no client listens; never waits (the hub calls it under
-    /// its lock): a full queue becomes a resync.
+    /// `task` changed. Ignored while no client listens; never waits (the hub calls it for
+    /// every notification): a full queue becomes a resync.
     pub(crate) fn changed(&self, task: &str) {
         if self.out.receiver_count() == 0 {
             return;
@@ -127,15 +127,16 @@ async fn read_changes(
     }
 }
 
-/// Broadcasts the row of each of `ids` found in `rows`, and the deletion of the others.
+/// Broadcasts, in the order of `ids`, the row of each found in `rows` and the deletion of the
+/// others.
 fn publish(out: &broadcast::Sender<ListChange>, ids: &[String], rows: Vec<TaskSummary>) {
-    let found: HashSet<String> = rows.iter().map(|row| row.id.clone()).collect();
-    let mut rows = rows;
-    rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
-    for id in ids.iter().filter(|id| !found.contains(*id)) {
-        let _ = out.send(ListChange::Deleted(Arc::from(id.as_str())));
-    }
-    for row in rows {
-        let _ = out.send(ListChange::Row(Arc::new(row)));
+    let mut rows: HashMap<String, TaskSummary> =
+        rows.into_iter().map(|row| (row.id.clone(), row)).collect();
+    for id in ids {
+        let change = match rows.remove(id) {
+            Some(row) => ListChange::Row(Arc::new(row)),
+            None => ListChange::Deleted(Arc::from(id.as_str())),
+        };
+        let _ = out.send(change);
     }
 }

@@ -1,8 +1,8 @@
 //! The live task list's source: which tasks changed, each re-read once for every client.
 //!
 //! A task notification (created, retitled, new session, status change, deletion) only names a
-//! task; the feed re-reads that task's row and broadcasts it (or its deletion) to every task-list
-//! client, which keeps the rows its token covers. The payload is never trusted for content,
+//! task; the feed re-reads that task's row and broadcasts its frame (or its deletion's), encoded
+//! once, to every task-list client, which sends those its token covers. The payload is never trusted for content,
 //! and PostgreSQL folds identical payloads within one transaction, so a re-read is also what
 //! makes two changes in one transaction one current row. Ids that arrive together are read in
 //! one query, and nothing is read while no client listens: database load follows the changes,
@@ -14,9 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::{Db, TaskSummary};
+use crate::wire::sse;
 
 /// Changes a slow task-list client may fall behind by before it resyncs from a snapshot.
 const LIST_CAPACITY: usize = 256;
@@ -30,10 +33,9 @@ const MAX_READ: usize = 500;
 /// What a task-list client receives.
 #[derive(Debug, Clone)]
 pub(crate) enum ListChange {
-    /// The task's current row (created, or changed).
-    Row(Arc<TaskSummary>),
-    /// The task no longer exists.
-    Deleted(Arc<str>),
+    /// A `task` frame (the task's current row: created, or changed) or a `task_deleted` frame,
+    /// encoded once for every client whose token covers `task`.
+    Frame { task: Arc<str>, frame: Bytes },
     /// Changes may have been missed: take a new snapshot.
     Resync,
 }
@@ -133,10 +135,11 @@ fn publish(out: &broadcast::Sender<ListChange>, ids: &[String], rows: Vec<TaskSu
     let mut rows: HashMap<String, TaskSummary> =
         rows.into_iter().map(|row| (row.id.clone(), row)).collect();
     for id in ids {
-        let change = match rows.remove(id) {
-            Some(row) => ListChange::Row(Arc::new(row)),
-            None => ListChange::Deleted(Arc::from(id.as_str())),
+        let frame = match rows.remove(id) {
+            Some(row) => sse::event_without_id("task", &row.to_json().to_string()),
+            None => sse::event_without_id("task_deleted", &json!({ "id": id }).to_string()),
         };
-        let _ = out.send(change);
+        let task = Arc::from(id.as_str());
+        let _ = out.send(ListChange::Frame { task, frame });
     }
 }

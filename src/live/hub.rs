@@ -42,7 +42,7 @@ struct HubInner {
     limit: PageLimit,
     /// Counters (live tails, forged notifications).
     metrics: Arc<Metrics>,
-    /// Wakes the poller before its next tick: LISTEN reconnected.
+    /// Wakes the poller before its next tick: the LISTEN connection or NATS (re)connected.
     poll_now: Notify,
     /// Where tails starting and ending are announced (bus mode: the NATS subscriptions).
     interest: Option<Announcer>,
@@ -169,8 +169,8 @@ impl Hub {
         &self.inner.keys
     }
 
-    /// Makes the poller check every watched task now: after a LISTEN reconnect, notifications
-    /// sent while it was down are lost.
+    /// Makes the poller check every watched task now, and task-list clients resync: after a
+    /// LISTEN or NATS (re)connect, notifications sent while it was down are lost.
     pub(crate) fn poll_now(&self) {
         self.inner.feed.resync();
         self.inner.poll_now.notify_one();

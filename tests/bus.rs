@@ -518,9 +518,8 @@ async fn tls_and_a_token_and_a_wrong_token_falls_back() {
 
 /// A NATS client that may publish cannot forge events either: payloads travel with the MAC the
 /// database computed, and the receiving instance verifies it. Forged messages on the task's own
-/// subject (unsigned, re-signed with a wrong key, a real payload with its content changed, not
-/// UTF-8) deliver nothing and are counted; the client gets exactly the committed rows, through
-/// NATS (its instance never polls).
+/// subject (unsigned, with a made-up MAC, not UTF-8, an unsigned `{}`) deliver nothing and are
+/// counted; the client gets exactly the committed rows, through NATS (its instance never polls).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_publisher_cannot_forge_events() {
     let nats = start_nats().await;

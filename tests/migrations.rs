@@ -65,9 +65,10 @@ async fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Today's schema with rows in it is upgraded by the first server that starts: functions and
-/// triggers replaced, constraints validated, ids that break them renamed with their events,
-/// every row kept, and a cursor from before the upgrade resumes exactly.
+/// The schema before versioned migrations (version 1), with rows in it, is upgraded by the
+/// first server that starts: functions and triggers replaced, constraints validated, ids that
+/// break them renamed with their events, every row kept, and a cursor from before the upgrade
+/// resumes exactly.
 #[tokio::test]
 async fn the_schema_before_versions_is_upgraded_with_its_rows() {
     let (url, owner) = v1_database().await;

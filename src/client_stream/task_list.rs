@@ -54,11 +54,8 @@ pub(crate) fn spawn_list(app: Arc<App>, start: ListStart) -> EventBody {
             out.send(Box::pin(snapshot(&app, &start)).await?).await?;
             loop {
                 let frame = match out.next(changes.recv(), gone.as_mut()).await? {
-                    Ok(ListChange::Row(row)) if covers(&row.id) => row_frame(&row),
-                    Ok(ListChange::Deleted(id)) if covers(&id) => {
-                        sse::event_without_id("task_deleted", &json!({ "id": &*id }).to_string())
-                    }
-                    Ok(ListChange::Row(_) | ListChange::Deleted(_)) => continue,
+                    Ok(ListChange::Frame { task, frame }) if covers(&task) => frame,
+                    Ok(ListChange::Frame { .. }) => continue,
                     Ok(ListChange::Resync) | Err(RecvError::Lagged(_)) => {
                         changes = changes.resubscribe();
                         Box::pin(snapshot(&app, &start)).await?
@@ -98,9 +95,4 @@ async fn snapshot(app: &App, start: &ListStart) -> Result<bytes::Bytes, EndReaso
             Err(EndReason::Error)
         }
     }
-}
-
-/// A `task` frame: one task's current row.
-fn row_frame(row: &TaskSummary) -> bytes::Bytes {
-    sse::event_without_id("task", &row.to_json().to_string())
 }

@@ -4,7 +4,7 @@
 //! an agent's own `INSERT`: sessions, gapless `seq`, notifications, `complete` on a status
 //! change.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 
@@ -176,12 +176,9 @@ impl Db {
         claim: &KeyClaim<'_>,
         answer: impl FnOnce(&[i64]) -> Answer,
     ) -> Result<Keyed, DbError> {
-        let kind = QueryKind::WriteEvents;
-        let started = Instant::now();
-        let run = async {
-            let mut client = self.pool.get().await.map_err(DbErrorSource::Pool)?;
-            let transaction = client.transaction().await.map_err(DbErrorSource::Query)?;
-            let result: Result<Keyed, tokio_postgres::Error> = async {
+        self.on_client(QueryKind::WriteEvents, async |client| {
+            let transaction = client.transaction().await?;
+            let keyed: Keyed = async {
                 let wait = format!("{}ms", KEY_WAIT.as_millis());
                 transaction
                     .execute("SELECT set_config('lock_timeout', $1, true)", &[&wait])
@@ -236,25 +233,15 @@ impl Db {
                     .await?;
                 Ok(Keyed::Written(answer))
             }
-            .await;
-            match result {
-                Ok(keyed @ Keyed::Written(_)) => {
-                    transaction.commit().await.map_err(DbErrorSource::Query)?;
-                    Ok(keyed)
-                }
-                // Nothing was written: the transaction rolls back as it is dropped.
-                Ok(keyed) => Ok(keyed),
-                Err(error) => Err(DbErrorSource::Query(error)),
+            .await?;
+            // Nothing written (a replay, another body): the transaction rolls back as it is
+            // dropped.
+            if let Keyed::Written(_) = &keyed {
+                transaction.commit().await?;
             }
-        };
-        let result = match tokio::time::timeout(self.deadline, run).await {
-            Ok(result) => result,
-            // The connection is dropped with the future; the pool replaces it.
-            Err(_) => Err(DbErrorSource::Deadline(self.deadline)),
-        };
-        self.metrics
-            .record_query(kind, started.elapsed().as_secs_f64());
-        result.map_err(|source| DbError { kind, source })
+            Ok(keyed)
+        })
+        .await
     }
 
     /// Creates or updates a task (`None`: leave the field as it is).

@@ -23,7 +23,8 @@ pub(super) struct Connector {
     with_timeout: Config,
     /// Set once the server refused the startup option: later connections go without it.
     refused: AtomicBool,
-    /// Set once the server accepted it: later connections ask without waiting on `probe`.
+    /// Set once the server accepted it. Once either is set, connections no longer wait on
+    /// `probe`.
     accepted: AtomicBool,
     /// Held by the one connection that asks while the answer is unknown, so that connections
     /// opened together (a burst at start) ask a refusing pooler once, not once each.
@@ -46,11 +47,19 @@ impl Connector {
         }
     }
 
+    /// Whether the server has answered the startup option, either way.
+    fn answered(&self) -> bool {
+        self.accepted.load(Ordering::Acquire) || self.refused.load(Ordering::Acquire)
+    }
+
     async fn open(&self, plain: &Config) -> Result<(Client, JoinHandle<()>), Error> {
-        let _probing = match self.accepted.load(Ordering::Acquire) {
+        // Held only while the answer is unknown (also when it came while waiting for the lock):
+        // once refused, connections must not queue behind each other for ever.
+        let probing = match self.answered() {
             true => None,
             false => Some(self.probe.lock().await),
         };
+        let _probing = probing.filter(|_| !self.answered());
         if !self.refused.load(Ordering::Acquire) {
             match self.with_timeout.connect(NoTls).await {
                 Ok(pair) => {

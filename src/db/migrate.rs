@@ -257,18 +257,14 @@ const BLOCKERS_SQL: &str = "
 /// `options.deadline`), leaves a newer one as it is, and sets the payload mode if asked.
 pub async fn migrate(url: &str, options: &MigrateOptions) -> Result<Migration, MigrateError> {
     let mut db = Connection::open(url).await?;
-    let found = read_recorded(&db.client)
-        .await
-        .map_err(MigrateError::Failed)?;
+    let found = db.recorded().await?;
     let mut steps = match verdict(schema_version(), found) {
         Verdict::Older => match db.apply(options.deadline).await {
             Ok(steps) => steps,
             // Refused because another instance, of this version or newer, migrated meanwhile
             // (the file never migrates downward): fine, unless the database is still older.
             Err(MigrateError::Failed(error)) => {
-                let now = read_recorded(&db.client)
-                    .await
-                    .map_err(MigrateError::Failed)?;
+                let now = db.recorded().await?;
                 if verdict(schema_version(), now) == Verdict::Older {
                     return Err(MigrateError::Failed(error));
                 }
@@ -279,9 +275,7 @@ pub async fn migrate(url: &str, options: &MigrateOptions) -> Result<Migration, M
         Verdict::TooNew(at) => return Err(too_new(at)),
         Verdict::Current | Verdict::NewerReadable(_) => Vec::new(),
     };
-    let now = read_recorded(&db.client)
-        .await
-        .map_err(MigrateError::Failed)?;
+    let now = db.recorded().await?;
     if let Verdict::TooNew(at) = verdict(schema_version(), now) {
         // Another, newer binary migrated meanwhile.
         return Err(too_new(at));
@@ -309,9 +303,7 @@ pub async fn apply_schema(url: &str) -> Result<Migration, MigrateError> {
 /// false`): the schema must be this binary's version, or newer down to its `min_reader`.
 pub async fn check(url: &str) -> Result<Migration, MigrateError> {
     let db = Connection::open(url).await?;
-    let found = read_recorded(&db.client)
-        .await
-        .map_err(MigrateError::Failed)?;
+    let found = db.recorded().await?;
     match verdict(schema_version(), found) {
         Verdict::Current | Verdict::NewerReadable(_) => Ok(Migration {
             found,
@@ -358,6 +350,13 @@ impl Connection {
             .await
             .map_err(MigrateError::Failed)?;
         Ok(Connection { client, notices })
+    }
+
+    /// The version the database records.
+    async fn recorded(&self) -> Result<Recorded, MigrateError> {
+        read_recorded(&self.client)
+            .await
+            .map_err(MigrateError::Failed)
     }
 
     /// Applies `schema.sql`, retrying lock timeouts until `deadline` has passed; returns the

@@ -143,15 +143,27 @@ impl Db {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
+        self.on_client(kind, async |client| {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        })
+        .await
+    }
+
+    /// Runs `run` on a pooled connection within the client-side deadline, counted as one query
+    /// of `kind`. A connection that misses the deadline is [`abandon`]ed, never handed back to
+    /// the pool in the middle of a statement.
+    async fn on_client<T>(
+        &self,
+        kind: QueryKind,
+        run: impl AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
         let started = Instant::now();
         let result = async {
-            let client = self.pool.get().await.map_err(DbErrorSource::Pool)?;
-            let run = async {
-                let statement = client.prepare_cached(sql).await?;
-                client.query(&statement, params).await
-            };
-            match tokio::time::timeout(self.deadline, run).await {
-                Ok(rows) => rows.map_err(DbErrorSource::Query),
+            let mut client = self.pool.get().await.map_err(DbErrorSource::Pool)?;
+            let outcome = tokio::time::timeout(self.deadline, run(&mut client)).await;
+            match outcome {
+                Ok(result) => result.map_err(DbErrorSource::Query),
                 Err(_) => {
                     abandon(client);
                     Err(DbErrorSource::Deadline(self.deadline))

@@ -40,9 +40,9 @@ struct HubInner {
     db: Db,
     /// How much one tail read may return.
     limit: PageLimit,
-    /// Counters (live tails).
+    /// Counters (live tails, forged notifications).
     metrics: Arc<Metrics>,
-    /// Wakes the poller before its next tick: LISTEN reconnected.
+    /// Wakes the poller before its next tick: the LISTEN connection or NATS (re)connected.
     poll_now: Notify,
     /// Where tails starting and ending are announced (bus mode: the NATS subscriptions).
     interest: Option<Announcer>,
@@ -92,14 +92,14 @@ impl Hub {
         Hub {
             inner: Arc::new(HubInner {
                 tails: Mutex::new(HashMap::new()),
-                db: db.clone(),
+                feed: TaskFeed::spawn(db.clone()),
+                db,
                 limit,
                 metrics,
                 poll_now: Notify::new(),
                 interest,
                 poll_hint: Notify::new(),
                 keys: KeyCell::default(),
-                feed: TaskFeed::spawn(db.clone()),
             }),
         }
     }
@@ -128,11 +128,16 @@ impl Hub {
     }
 
     /// Routes a notification to the tail it concerns (if the task is watched here). One that
-    /// names nothing, or is forged, is only a hint to poll.
+    /// names nothing, or is forged (counted here, whichever source it came from), is only a
+    /// hint to poll.
     pub(crate) fn notify(&self, notice: Notice) {
         let Some(task) = notice.task() else {
-            if matches!(notice, Notice::Unknown) {
-                self.inner.feed.resync();
+            match notice {
+                Notice::Unknown => self.inner.feed.resync(),
+                Notice::Forged => {
+                    self.inner.metrics.notifications_forged.inc();
+                }
+                Notice::Event { .. } | Notice::TaskChanged { .. } => {}
             }
             return self.inner.poll_hint.notify_one();
         };
@@ -164,8 +169,8 @@ impl Hub {
         &self.inner.keys
     }
 
-    /// Makes the poller check every watched task now: after a LISTEN reconnect, notifications
-    /// sent while it was down are lost.
+    /// Makes the poller check every watched task now, and task-list clients resync: after a
+    /// LISTEN or NATS (re)connect, notifications sent while it was down are lost.
     pub(crate) fn poll_now(&self) {
         self.inner.feed.resync();
         self.inner.poll_now.notify_one();

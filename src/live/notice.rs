@@ -23,8 +23,11 @@ use sha2::Sha256;
 
 use crate::db::{EVENTS_CHANNEL, TASKS_CHANNEL};
 
-/// The MAC's length in the payload: 32 bytes in base64 with padding.
-const MAC_LEN: usize = 44;
+/// The MAC's length in bytes: HMAC-SHA256's output.
+const MAC_BYTES: usize = 32;
+
+/// The MAC's length in the payload: [`MAC_BYTES`] in base64 with padding.
+const MAC_LEN: usize = MAC_BYTES.div_ceil(3) * 4;
 
 /// A notification, parsed.
 #[derive(Debug)]
@@ -116,12 +119,13 @@ impl NotifyKey {
     fn authentic<'a>(&self, channel: &str, payload: &'a str) -> Option<&'a str> {
         let (mac, json) = payload.split_at_checked(MAC_LEN)?;
         let json = json.strip_prefix('.')?;
-        let mac = STANDARD.decode(mac).ok()?;
+        let mut decoded = [0; MAC_BYTES];
+        let len = STANDARD.decode_slice(mac, &mut decoded).ok()?;
         let mut check = self.0.clone();
         check.update(channel.as_bytes());
         check.update(b":");
         check.update(json.as_bytes());
-        check.verify_slice(&mac).ok()?;
+        check.verify_slice(&decoded[..len]).ok()?;
         Some(json)
     }
 }
@@ -157,9 +161,7 @@ impl Notice {
             _ => Notice::Unknown,
         }
     }
-}
 
-impl Notice {
     /// The task a notification is about (`None`: none, or every task), which decides the NATS
     /// subject it is republished on in bus mode.
     pub(crate) fn task(&self) -> Option<&str> {

@@ -170,9 +170,8 @@ impl Session<'_> {
                         metrics.notifications.inc();
                         let (channel, payload) = (notification.channel(), notification.payload());
                         let notice = hub.keys().parse(channel, payload, Instant::now());
-                        if matches!(notice, Notice::Forged) {
-                            metrics.notifications_forged.inc();
-                        } else if let Some(publisher) = publisher
+                        if !matches!(notice, Notice::Forged)
+                            && let Some(publisher) = publisher
                             && publishing.load(Ordering::Relaxed)
                         {
                             // Only what verified goes on: a holder never relays a forgery.

@@ -1,8 +1,8 @@
 //! The live task list's source: which tasks changed, each re-read once for every client.
 //!
 //! A task notification (created, retitled, new session, status change, deletion) only names a
-//! task; the feed re-reads that task's row and broadcasts it (or its deletion) to every task-list
-//! client, which keeps the rows its token covers. The payload is never trusted for content,
+//! task; the feed re-reads that task's row and broadcasts its frame (or its deletion's), encoded
+//! once, to every task-list client, which sends those its token covers. The payload is never trusted for content,
 //! and PostgreSQL folds identical payloads within one transaction, so a re-read is also what
 //! makes two changes in one transaction one current row. Ids that arrive together are read in
 //! one query, and nothing is read while no client listens: database load follows the changes,
@@ -11,12 +11,15 @@
 //! There is no change log to replay: a client that lags (or a LISTEN connection that
 //! reconnected, losing notifications) is told to resync, and takes a fresh snapshot.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::{Db, TaskSummary};
+use crate::wire::sse;
 
 /// Changes a slow task-list client may fall behind by before it resyncs from a snapshot.
 const LIST_CAPACITY: usize = 256;
@@ -30,10 +33,9 @@ const MAX_READ: usize = 500;
 /// What a task-list client receives.
 #[derive(Debug, Clone)]
 pub(crate) enum ListChange {
-    /// The task's current row (created, or changed).
-    Row(Arc<TaskSummary>),
-    /// The task no longer exists.
-    Deleted(Arc<str>),
+    /// A `task` frame (the task's current row: created, or changed) or a `task_deleted` frame,
+    /// encoded once for every client whose token covers `task`.
+    Frame { task: Arc<str>, frame: Bytes },
     /// Changes may have been missed: take a new snapshot.
     Resync,
 }
@@ -66,8 +68,8 @@ impl TaskFeed {
         self.out.subscribe()
     }
 
-    /// `task` changed. Ignored while no client listens; never waits (the hub calls it under
-    /// its lock): a full queue becomes a resync.
+    /// `task` changed. Ignored while no client listens; never waits (the hub calls it for
+    /// every notification): a full queue becomes a resync.
     pub(crate) fn changed(&self, task: &str) {
         if self.out.receiver_count() == 0 {
             return;
@@ -127,15 +129,17 @@ async fn read_changes(
     }
 }
 
-/// Broadcasts the row of each of `ids` found in `rows`, and the deletion of the others.
+/// Broadcasts, in the order of `ids`, the row of each found in `rows` and the deletion of the
+/// others.
 fn publish(out: &broadcast::Sender<ListChange>, ids: &[String], rows: Vec<TaskSummary>) {
-    let found: HashSet<String> = rows.iter().map(|row| row.id.clone()).collect();
-    let mut rows = rows;
-    rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
-    for id in ids.iter().filter(|id| !found.contains(*id)) {
-        let _ = out.send(ListChange::Deleted(Arc::from(id.as_str())));
-    }
-    for row in rows {
-        let _ = out.send(ListChange::Row(Arc::new(row)));
+    let mut rows: HashMap<String, TaskSummary> =
+        rows.into_iter().map(|row| (row.id.clone(), row)).collect();
+    for id in ids {
+        let frame = match rows.remove(id) {
+            Some(row) => sse::event_without_id("task", &row.to_json().to_string()),
+            None => sse::event_without_id("task_deleted", &json!({ "id": id }).to_string()),
+        };
+        let task = Arc::from(id.as_str());
+        let _ = out.send(ListChange::Frame { task, frame });
     }
 }

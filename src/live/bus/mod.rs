@@ -23,13 +23,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub(crate) use self::publisher::Publisher;
-
-/// The NATS subject that notifications on PostgreSQL `channel` about `task` travel on under
-/// `prefix` (`None`: those about every task): what NATS permissions name, and what a test that
-/// plays a hostile NATS publisher publishes to.
-pub fn subject(prefix: &str, channel: &str, task: Option<&str>) -> String {
-    subject::publish(prefix, channel, task)
-}
 use crate::config::BusConfig;
 use crate::live::hub::Hub;
 use crate::live::interest::Changes;
@@ -39,6 +32,13 @@ use crate::shutdown::Shutdown;
 /// Longest a start waits for NATS before it starts in fallback (the first connection is
 /// usually a matter of milliseconds).
 const START_WAIT: Duration = Duration::from_secs(2);
+
+/// The NATS subject that notifications on PostgreSQL `channel` about `task` travel on under
+/// `prefix` (`None`: those about every task): what NATS permissions name, and what a test that
+/// plays a hostile NATS publisher publishes to.
+pub fn subject(prefix: &str, channel: &str, task: Option<&str>) -> String {
+    subject::publish(prefix, channel, task)
+}
 
 /// Why bus mode could not start: files it cannot read, or an address it cannot use.
 #[derive(Debug)]

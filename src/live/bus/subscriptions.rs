@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 use crate::live::bus::subject;
 use crate::live::hub::Hub;
 use crate::live::interest::{Changes, Interest};
-use crate::live::notice::Notice;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -82,12 +81,9 @@ async fn forward(mut subscriber: Subscriber, hub: Hub, metrics: Arc<Metrics>) {
     while let Some(message) = subscriber.next().await {
         metrics.bus.nats_received.inc();
         let channel = subject::channel(message.subject.as_str()).unwrap_or_default();
-        let notice = hub
-            .keys()
-            .parse_bus(channel, &message.payload, Instant::now());
-        if matches!(notice, Notice::Forged) {
-            metrics.notifications_forged.inc();
-        }
-        hub.notify(notice);
+        hub.notify(
+            hub.keys()
+                .parse_bus(channel, &message.payload, Instant::now()),
+        );
     }
 }

@@ -190,7 +190,7 @@ pub(crate) async fn page(
     }
     response::json(
         StatusCode::OK,
-        &json!({ "events": events, "in_progress": position.in_progress }),
+        &json!({ "events": events, "in_progress": position.in_progress() }),
     )
 }
 

@@ -10,7 +10,7 @@ use crate::db::TaskPosition;
 use crate::wire::cursor::Cursor;
 use crate::wire::multi_cursor::{self, Entry, MultiCursor};
 
-use super::position::{Sent, already_complete};
+use super::position::{Sent, nothing_past};
 
 /// Where one task of a multi-task stream starts.
 #[derive(Debug, PartialEq)]
@@ -68,7 +68,7 @@ pub(super) fn lane_start(
     let cursor = entry.map(|entry| as_cursor(entry, position));
     if let Some(cursor) = &cursor
         && cursor.complete
-        && (!position.in_progress || already_complete(cursor, &ended(position)))
+        && (!position.in_progress() || nothing_past(cursor, position))
     {
         return Some(LaneStart::Done);
     }
@@ -100,15 +100,6 @@ fn as_cursor(entry: &Entry, position: &TaskPosition) -> Cursor {
 /// compared by hash first, so this only has to differ from the latest's id, which it does: a
 /// session id is never a NUL.
 const OTHER: &str = "\0";
-
-/// The position as if the task had ended, for [`already_complete`]: whether anything exists
-/// past the cursor.
-fn ended(position: &TaskPosition) -> TaskPosition {
-    TaskPosition {
-        in_progress: false,
-        ..position.clone()
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -185,7 +185,7 @@ impl StreamTask {
             // Boxed: a replay's state (a query, a chunk being built) would otherwise stay in
             // the future of every stream long after it is caught up.
             Box::pin(self.replay()).await?;
-            if !position.in_progress {
+            if !position.in_progress() {
                 return self.complete().await;
             }
             match self.follow_live().await? {

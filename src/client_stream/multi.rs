@@ -309,7 +309,7 @@ impl MultiStream {
         // Boxed, as in a single-task stream: a replay's state (a query, a chunk being built)
         // would otherwise stay in the stream's future long after it is caught up.
         Box::pin(self.replay(index)).await?;
-        if !position.in_progress {
+        if !position.in_progress() {
             return self.task_complete(index, Some(&position.status)).await;
         }
         Ok(())

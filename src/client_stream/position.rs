@@ -153,9 +153,12 @@ impl Sent {
 /// Whether a `complete` cursor has nothing left to receive, so the request gets `204`: the task
 /// is still not `InProgress` and nothing exists past the cursor.
 pub(crate) fn already_complete(cursor: &Cursor, position: &TaskPosition) -> bool {
-    if !cursor.complete || position.in_progress {
-        return false;
-    }
+    cursor.complete && !position.in_progress() && nothing_past(cursor, position)
+}
+
+/// Whether nothing is stored past the cursor: it is at the end of the latest session (or there
+/// is no session and it names none).
+pub(super) fn nothing_past(cursor: &Cursor, position: &TaskPosition) -> bool {
     match (&position.head, &cursor.session) {
         (None, None) => true,
         (Some((session, last_seq)), Some(id)) => session.id == *id && cursor.seq >= *last_seq,

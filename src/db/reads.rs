@@ -167,12 +167,17 @@ impl Session {
 /// Where a task stands: its status and how far its latest session goes.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskPosition {
-    /// Whether the status is `InProgress`.
-    pub(crate) in_progress: bool,
     /// The status as stored (what `task_complete` reports).
     pub(crate) status: String,
     /// The latest session and its last seq, `None` before the first event.
     pub(crate) head: Option<(Arc<Session>, i64)>,
+}
+
+impl TaskPosition {
+    /// Whether the task is `InProgress`: its stream follows it live.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.status == IN_PROGRESS
+    }
 }
 
 /// One stored event of a session.
@@ -372,7 +377,6 @@ fn position_from(row: &Row, first: usize) -> TaskPosition {
     let status: &str = row.get(first);
     let session: Option<String> = row.get(first + 1);
     TaskPosition {
-        in_progress: status == IN_PROGRESS,
         status: status.to_owned(),
         head: session.map(|id| {
             let started_at: i64 = row.get(first + 2);
@@ -397,7 +401,6 @@ pub(crate) mod fixtures {
     /// A task's position: its status and its latest session's last seq.
     pub(crate) fn position(in_progress: bool, head: Option<(&Arc<Session>, i64)>) -> TaskPosition {
         TaskPosition {
-            in_progress,
             status: if in_progress { "InProgress" } else { "Done" }.to_owned(),
             head: head.map(|(session, seq)| (session.clone(), seq)),
         }

@@ -260,7 +260,7 @@ impl Tail {
                 }
             }
         }
-        if let Some(position) = position.filter(|p| !p.in_progress) {
+        if let Some(position) = position.filter(|p| !p.in_progress()) {
             self.publish_complete(Some(&position.status));
         }
     }

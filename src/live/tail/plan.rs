@@ -196,7 +196,7 @@ pub(super) fn catch_up(
     };
     Catchup {
         step,
-        complete: !position.in_progress,
+        complete: !position.in_progress(),
     }
 }
 

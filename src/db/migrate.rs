@@ -237,7 +237,7 @@ impl fmt::Display for Blocker {
 }
 
 /// The transactions, other than ours, holding a lock on taskstream's tables or its migration
-/// lock (the advisory lock of `schema.sql`).
+/// lock (the advisory lock of `schema.sql`, whose key a unit test holds equal to this one).
 const BLOCKERS_SQL: &str = "
     SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''),
            coalesce(a.state, ''), extract(epoch FROM now() - a.xact_start)::float8,
@@ -435,6 +435,22 @@ fn jittered(backoff: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_blockers_query_watches_the_lock_schema_sql_takes() {
+        let keys: Vec<&str> = SCHEMA
+            .split("pg_advisory_xact_lock(")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .collect();
+        assert!(!keys.is_empty(), "schema.sql takes an advisory lock");
+        for key in keys {
+            assert!(
+                BLOCKERS_SQL.contains(&format!("l.objid = {key})")),
+                "BLOCKERS_SQL watches lock {key}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_with_jitter_below() {
